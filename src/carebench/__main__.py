@@ -1,0 +1,7 @@
+"""`python -m carebench`."""
+
+import sys
+
+from carebench.cli import main
+
+sys.exit(main())

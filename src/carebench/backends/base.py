@@ -1,0 +1,50 @@
+"""The Backend protocol every data source implements, and its registry by name."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol, runtime_checkable
+
+from carebench.errors import ConfigError
+from carebench.models import Patient
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Where patient records come from (simulated, or a real database)."""
+
+    name: str
+
+    async def get_patient(self, patient_id: str) -> Patient:
+        """The record for `patient_id`; raises `BackendError` when the backend fails."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """Health without running a query (so it cannot fail at random)."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and state for /metrics."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and files."""
+        ...
+
+
+#: name -> "module:Class", imported only when chosen so optional drivers stay optional.
+BACKENDS: dict[str, str] = {
+    "simulator": "carebench.backends.simulator:SimulatedBackend",
+}
+
+
+def backend_class(name: str) -> type[Any]:
+    """The class registered as `name`."""
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        valid = ", ".join(sorted(BACKENDS))
+        raise ConfigError(f"--backend: unknown backend {name!r} (valid: {valid})") from None
+    module_name, _, class_name = target.partition(":")
+    cls: type[Any] = getattr(importlib.import_module(module_name), class_name)
+    return cls

@@ -1,0 +1,175 @@
+"""The simulated database: the reference's latency/error model plus a capacity model.
+
+Profile `ideal` is the reference exactly: each query sleeps uniform[min, max] and fails with
+probability `error_rate`; capacity is unlimited.
+
+Profile `realistic` (the default) adds what makes real databases punish excess concurrency:
+
+* a pool of `pool_size` connections; a query waits for a free one and fails with
+  "connection pool exhausted" if none frees up within `pool_timeout` seconds;
+* service time that inflates with the number N of queries running at once, following
+  Gunther's Universal Scalability Law: latency = base * (1 + sigma*(N-1) + kappa*N*(N-1)),
+  where sigma is contention (serialised work, e.g. locks) and kappa is coherency (crosstalk,
+  e.g. cache-line and latch traffic). Throughput N/latency peaks at N* = sqrt((1-sigma)/kappa)
+  and *falls* beyond it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from carebench.backends.records import synthetic_patient
+from carebench.errors import BackendError, ConfigError
+from carebench.models import Patient
+
+PROFILES = ("realistic", "ideal")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    """Settings of the simulated database; latencies in seconds."""
+
+    min_latency: float = 0.050
+    max_latency: float = 0.100
+    error_rate: float = 0.05
+    profile: str = "realistic"
+    pool_size: int = 100
+    pool_timeout: float = 2.0
+    contention: float = 0.03
+    coherency: float = 0.001
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_latency < 0:
+            raise ConfigError(f"--min-latency ({self.min_latency * 1000:g}) must be >= 0")
+        if self.min_latency > self.max_latency:
+            raise ConfigError(
+                f"--min-latency ({self.min_latency * 1000:g}) must be <= "
+                f"--max-latency ({self.max_latency * 1000:g})"
+            )
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ConfigError(f"--error-rate ({self.error_rate:g}) must be between 0 and 1")
+        if self.profile not in PROFILES:
+            raise ConfigError(
+                f"--db-profile: unknown profile {self.profile!r} (valid: {', '.join(PROFILES)})"
+            )
+        if self.pool_size < 1:
+            raise ConfigError(f"--db-pool-size ({self.pool_size}) must be >= 1")
+        if self.pool_timeout <= 0:
+            raise ConfigError(f"--db-pool-timeout ({self.pool_timeout:g}) must be > 0")
+        if not 0.0 <= self.contention < 1.0:
+            raise ConfigError(f"--db-contention ({self.contention:g}) must be in [0, 1)")
+        if self.coherency < 0:
+            raise ConfigError(f"--db-coherency ({self.coherency:g}) must be >= 0")
+
+    @property
+    def limited(self) -> bool:
+        """Whether the capacity model (pool and USL inflation) applies."""
+        return self.profile != "ideal"
+
+    def slowdown(self, concurrent: int) -> float:
+        """USL latency multiplier with `concurrent` queries running (1.0 when ideal)."""
+        if not self.limited or concurrent <= 1:
+            return 1.0
+        n = concurrent
+        return 1.0 + self.contention * (n - 1) + self.coherency * n * (n - 1)
+
+    def peak_concurrency(self) -> float:
+        """Concurrency at which throughput peaks (infinite when ideal or kappa is 0)."""
+        if not self.limited or self.coherency == 0:
+            return math.inf
+        return math.sqrt((1.0 - self.contention) / self.coherency)
+
+
+class SimulatedBackend:
+    """An in-memory database whose latency, errors and capacity follow `SimulatorConfig`."""
+
+    name = "simulator"
+
+    def __init__(self, config: SimulatorConfig | None = None, sleep: Sleep = asyncio.sleep):
+        self.config = config or SimulatorConfig()
+        self._sleep = sleep
+        self._rng = random.Random(self.config.seed)
+        self._pool = asyncio.Semaphore(self.config.pool_size) if self.config.limited else None
+        self.queries = 0
+        self.errors = 0
+        self.pool_exhausted = 0
+        self.active = 0
+        self.peak_active = 0
+        self.waiting = 0
+
+    async def get_patient(self, patient_id: str) -> Patient:
+        """Sleep like a database would, then return the record or fail."""
+        self.queries += 1
+        if self._pool is None:
+            return await self._run_query(patient_id)
+        await self._acquire_connection()
+        try:
+            return await self._run_query(patient_id)
+        finally:
+            self._pool.release()
+
+    async def _acquire_connection(self) -> None:
+        assert self._pool is not None
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(self.config.pool_timeout):
+                await self._pool.acquire()
+        except TimeoutError:
+            self.pool_exhausted += 1
+            self.errors += 1
+            raise BackendError(
+                f"connection pool exhausted (waited {self.config.pool_timeout:g}s "
+                f"for one of {self.config.pool_size} connections)"
+            ) from None
+        finally:
+            self.waiting -= 1
+
+    async def _run_query(self, patient_id: str) -> Patient:
+        cfg = self.config
+        self.active += 1
+        self.peak_active = max(self.peak_active, self.active)
+        try:
+            base = self._rng.uniform(cfg.min_latency, cfg.max_latency)
+            await self._sleep(base * cfg.slowdown(self.active))
+            if self._rng.random() < cfg.error_rate:
+                self.errors += 1
+                raise BackendError("simulated database error")
+            return synthetic_patient(patient_id)
+        finally:
+            self.active -= 1
+
+    def health(self) -> dict[str, Any]:
+        """Backend health from counters only: it never runs a (randomly failing) query."""
+        return {
+            "status": "healthy",
+            "backend": self.name,
+            "profile": self.config.profile,
+            "total_queries": self.queries,
+            "total_errors": self.errors,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and capacity state for /metrics."""
+        cfg = self.config
+        return {
+            "backend": self.name,
+            "profile": cfg.profile,
+            "total_queries": self.queries,
+            "total_errors": self.errors,
+            "pool_exhausted": self.pool_exhausted,
+            "active_queries": self.active,
+            "peak_active_queries": self.peak_active,
+            "waiting_for_connection": self.waiting,
+            "pool_size": cfg.pool_size if cfg.limited else None,
+        }
+
+    async def close(self) -> None:
+        """Nothing to release: the simulator holds no files or sockets."""

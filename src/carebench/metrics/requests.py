@@ -1,0 +1,69 @@
+"""Request counters and latency per outcome, exported with the reference's field names."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from carebench.metrics.latency import LatencyRecorder
+
+#: Every way a patient request can end. Each request is counted under exactly one.
+OUTCOMES = ("success", "error", "rejected", "timeout", "cancelled", "invalid")
+
+
+class RequestMetrics:
+    """Counts each request once under its outcome and records its latency by outcome."""
+
+    def __init__(self, pattern: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.pattern = pattern
+        self._clock = clock
+        self._started = clock()
+        self.latency: dict[str, LatencyRecorder] = {o: LatencyRecorder() for o in OUTCOMES}
+        self.status_codes: dict[int, int] = {}
+
+    def record(self, outcome: str, seconds: float, status: int) -> None:
+        """Count one finished request (hot path: two dict operations and one record)."""
+        self.latency[outcome].record(seconds)
+        self.status_codes[status] = self.status_codes.get(status, 0) + 1
+
+    def count(self, outcome: str) -> int:
+        return self.latency[outcome].count
+
+    @property
+    def total(self) -> int:
+        return sum(recorder.count for recorder in self.latency.values())
+
+    def uptime(self) -> float:
+        return self._clock() - self._started
+
+    def snapshot(self) -> dict[str, Any]:
+        """The reference's metrics fields (a superset), computed from the recorders."""
+        total = self.total
+        duration = self.uptime()
+        counts = {outcome: self.count(outcome) for outcome in OUTCOMES}
+        overall = LatencyRecorder.merged(self.latency.values())
+        return {
+            "pattern": self.pattern,
+            "total_requests": total,
+            "success_requests": counts["success"],
+            "error_requests": counts["error"],
+            "rejected_requests": counts["rejected"],
+            "timeout_requests": counts["timeout"],
+            "cancelled_requests": counts["cancelled"],
+            "invalid_requests": counts["invalid"],
+            "error_rate_percent": _percent(counts["error"], total),
+            "rejection_rate_percent": _percent(counts["rejected"], total),
+            "timeout_rate_percent": _percent(counts["timeout"], total),
+            "duration_seconds": round(duration, 3),
+            "requests_per_second": round(total / duration, 2) if duration > 0 else 0.0,
+            "latency_ms": overall.summary_ms(),
+            "success_latency_ms": self.latency["success"].summary_ms(),
+            "rejection_latency_ms": self.latency["rejected"].summary_ms(),
+            "status_codes": {str(code): n for code, n in sorted(self.status_codes.items())},
+            "latency_histogram": overall.encode(),
+        }
+
+
+def _percent(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 3) if whole else 0.0

@@ -1,0 +1,49 @@
+"""Domain types: the synthetic patient record and the query a pattern carries to a backend."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import msgspec
+
+#: FHIR resource ids: https://hl7.org/fhir/datatypes.html#id
+PATIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+class Patient(msgspec.Struct, frozen=True, gc=False):
+    """A synthetic patient record with the reference project's fields."""
+
+    id: str
+    medical_record_number: str
+    first_name: str
+    last_name: str
+    date_of_birth: str
+    gender: str
+    diagnosis_codes: tuple[str, ...]
+    medications: tuple[str, ...]
+    allergies: tuple[str, ...]
+    last_visit_date: str
+    primary_physician: str
+    insurance_provider: str
+    blood_type: str
+
+
+def is_valid_patient_id(patient_id: str) -> bool:
+    """True when `patient_id` follows FHIR's id syntax."""
+    return PATIENT_ID_PATTERN.fullmatch(patient_id) is not None
+
+
+@dataclass(slots=True)
+class Query:
+    """One patient lookup travelling through a pattern.
+
+    `deadline` is on the event loop's clock. `client_gone` is set by the server when the
+    client disconnects, so a pattern can skip work nobody will read.
+    """
+
+    patient_id: str
+    deadline: float
+    request_id: str = ""
+    priority: str = "standard"
+    client_gone: bool = field(default=False)

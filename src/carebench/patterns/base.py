@@ -1,0 +1,88 @@
+"""The Pattern protocol every concurrency strategy implements, its config and registry."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from carebench.backends.base import Backend
+from carebench.errors import ConfigError, DeadlineExceeded
+from carebench.models import Patient, Query
+from carebench.responses import ResponseEncoder
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PatternConfig:
+    """Settings shared by the patterns (each uses the ones that apply to it)."""
+
+    workers: int = 20
+    queue_size: int = 100
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"--workers ({self.workers}) must be >= 1")
+        if self.queue_size < 0:
+            raise ConfigError(f"--queue-size ({self.queue_size}) must be >= 0")
+
+
+@runtime_checkable
+class Pattern(Protocol):
+    """How requests are admitted, queued, bounded and shed in front of the backend.
+
+    `submit` returns the patient or raises `Rejected` (503), `DeadlineExceeded` (504),
+    `BackendError` (500) or `ClientGone` (the client left; nobody reads the answer).
+    """
+
+    name: str
+    encoder: ResponseEncoder
+
+    async def start(self) -> None: ...
+
+    async def submit(self, query: Query) -> Patient: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    async def shutdown(self, drain_timeout: float) -> None:
+        """Stop admitting, let admitted work finish within `drain_timeout`, stop workers."""
+        ...
+
+
+#: name -> "module:Class"; adding a pattern is one module plus one line here.
+PATTERNS: dict[str, str] = {
+    "naive": "carebench.patterns.naive:NaivePattern",
+    "workerpool": "carebench.patterns.workerpool:WorkerPoolPattern",
+    "optimized": "carebench.patterns.optimized:OptimizedPattern",
+}
+
+
+def pattern_names() -> list[str]:
+    return list(PATTERNS)
+
+
+def check_pattern_name(name: str) -> str:
+    if name not in PATTERNS:
+        valid = ", ".join(PATTERNS)
+        raise ConfigError(f"--pattern: unknown pattern {name!r} (valid: {valid})")
+    return name
+
+
+def create_pattern(name: str, backend: Backend, config: PatternConfig) -> Pattern:
+    """Instantiate the pattern registered as `name`, importing its module only now."""
+    module_name, _, class_name = PATTERNS[check_pattern_name(name)].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    pattern: Pattern = cls(backend, config)
+    return pattern
+
+
+async def within_deadline(awaitable: Awaitable[T], deadline: float) -> T:
+    """Await `awaitable`, cancelling it and raising `DeadlineExceeded` at `deadline` (loop time)."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await awaitable
+    except TimeoutError:
+        raise DeadlineExceeded("deadline exceeded") from None

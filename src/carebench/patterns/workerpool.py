@@ -1,0 +1,185 @@
+"""workerpool: a fixed set of worker tasks consuming a bounded queue; reject when it is full.
+
+The admission policy is the reference's `select { case queue <- job: default: reject }`:
+a request goes straight to an idle worker, else into the queue if there is room, else it is
+rejected at once with 503 and a Retry-After estimated from the backlog. A queued request whose
+deadline passes is answered 504 by its handler and skipped by the worker, so it never reaches
+the backend; one whose client disconnected is skipped too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from carebench.backends.base import Backend
+from carebench.errors import ClientGone, Rejected
+from carebench.models import Patient, Query
+from carebench.patterns.base import PatternConfig, within_deadline
+from carebench.responses import PlainResponseEncoder, ResponseEncoder
+
+#: Weight of the newest sample in the service-time average behind Retry-After.
+SERVICE_TIME_SMOOTHING = 0.1
+
+
+@dataclass(slots=True)
+class Job:
+    """A queued request: its query and the future its HTTP handler awaits.
+
+    `holders` counts the parties still using the job (the handler, and the worker once it
+    is enqueued) so a pooled job is recycled only when nobody can touch it any more.
+    """
+
+    query: Query | None = None
+    future: asyncio.Future[Patient] | None = None
+    holders: int = 0
+
+
+class WorkerPoolPattern:
+    """`workers` long-lived tasks, a queue of `queue_size`, immediate rejection when full."""
+
+    name = "workerpool"
+
+    def __init__(self, backend: Backend, config: PatternConfig) -> None:
+        self._backend = backend
+        self.config = config
+        self.encoder: ResponseEncoder = PlainResponseEncoder()
+        self._queue: deque[Job] = deque()
+        self._idle: deque[asyncio.Future[Job | None]] = deque()
+        self._workers: list[asyncio.Task[None]] = []
+        self._busy = 0
+        self._closing = False
+        self._drained = asyncio.Event()
+        self._service_time = 0.0
+        self.expired_in_queue = 0
+        self.skipped_client_gone = 0
+        self.rejected_queue_full = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._workers = [
+            loop.create_task(self._worker(), name=f"{self.name}-worker-{i}")
+            for i in range(self.config.workers)
+        ]
+
+    async def submit(self, query: Query) -> Patient:
+        if self._closing:
+            raise Rejected("server is shutting down")
+        future: asyncio.Future[Patient] = asyncio.get_running_loop().create_future()
+        job = self._make_job(query, future)
+        try:
+            if not self._dispatch(job):
+                self.rejected_queue_full += 1
+                raise Rejected("queue full", retry_after=self.retry_after())
+            job.holders += 1
+            return await within_deadline(future, query.deadline)
+        finally:
+            self._release(job)
+
+    def _dispatch(self, job: Job) -> bool:
+        """Hand `job` to an idle worker, else queue it if there is room."""
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(job)
+                return True
+        if len(self._queue) < self.config.queue_size:
+            self._queue.append(job)
+            return True
+        return False
+
+    def retry_after(self) -> float:
+        """Seconds until the current backlog should have drained (at least 1)."""
+        backlog = len(self._queue) + self._busy
+        return max(1.0, math.ceil(backlog * self._service_time / self.config.workers))
+
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._queue:
+                job: Job | None = self._queue.popleft()
+            else:
+                waiter: asyncio.Future[Job | None] = loop.create_future()
+                self._idle.append(waiter)
+                job = await waiter
+            if job is None:
+                return
+            try:
+                await self._work(job, loop)
+            finally:
+                self._release(job)
+                if self._closing and not self._queue and not self._busy:
+                    self._drained.set()
+
+    async def _work(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
+        query, future = job.query, job.future
+        assert query is not None and future is not None
+        if future.done() or query.deadline <= loop.time():
+            self.expired_in_queue += 1
+            return
+        if query.client_gone:
+            self.skipped_client_gone += 1
+            future.set_exception(ClientGone())
+            return
+        self._busy += 1
+        started = loop.time()
+        try:
+            patient = await within_deadline(
+                self._backend.get_patient(query.patient_id), query.deadline
+            )
+        except asyncio.CancelledError:
+            if not future.done():
+                future.set_exception(Rejected("server shut down before the request finished"))
+            raise
+        except Exception as exc:  # every failure goes back to the waiting handler
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(patient)
+        finally:
+            self._busy -= 1
+            elapsed = loop.time() - started
+            self._service_time += SERVICE_TIME_SMOOTHING * (elapsed - self._service_time)
+
+    def _make_job(self, query: Query, future: asyncio.Future[Patient]) -> Job:
+        return Job(query, future, holders=1)
+
+    def _release(self, job: Job) -> None:
+        job.holders -= 1
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in_flight": self._busy + len(self._queue),
+            "queued": len(self._queue),
+            "queue_capacity": self.config.queue_size,
+            "workers": self.config.workers,
+            "workers_busy": self._busy,
+            "rejected_queue_full": self.rejected_queue_full,
+            "expired_in_queue": self.expired_in_queue,
+            "skipped_client_gone": self.skipped_client_gone,
+            "object_pool": None,
+        }
+
+    async def shutdown(self, drain_timeout: float) -> None:
+        self._closing = True
+        if self._queue or self._busy:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), drain_timeout)
+        while self._queue:
+            job = self._queue.popleft()
+            if job.future is not None and not job.future.done():
+                job.future.set_exception(Rejected("server shut down before the request ran"))
+            self._release(job)
+        for waiter in self._idle:
+            if not waiter.done():
+                waiter.set_result(None)
+        for worker in self._workers:
+            if not worker.done():
+                worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)

@@ -1,0 +1,60 @@
+"""JSON response bodies, in the reference's shape, and the encoder that turns them into bytes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Protocol
+
+import msgspec
+
+from carebench.models import Patient
+
+
+class PatientResponse(msgspec.Struct, omit_defaults=True, gc=False):
+    """`{"success", "patient", "error", "timestamp", "request_id"}`; mutable so it can be pooled."""
+
+    success: bool = False
+    patient: Patient | None = None
+    error: str | None = None
+    timestamp: str = ""
+    request_id: str = ""
+
+
+def utc_timestamp() -> str:
+    """RFC 3339 UTC timestamp with microseconds, as Go's time.Time marshals."""
+    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+class ResponseEncoder(Protocol):
+    """Turns a patient (or an error) into a response body."""
+
+    def encode_patient(self, patient: Patient, request_id: str) -> bytes: ...
+
+    def stats(self) -> dict[str, Any] | None: ...
+
+
+class PlainResponseEncoder:
+    """Allocates a fresh response object and output buffer for every request."""
+
+    def __init__(self) -> None:
+        self._encoder = msgspec.json.Encoder()
+
+    def encode_patient(self, patient: Patient, request_id: str) -> bytes:
+        body = PatientResponse(
+            success=True, patient=patient, timestamp=utc_timestamp(), request_id=request_id
+        )
+        return self._encoder.encode(body)
+
+    def stats(self) -> None:
+        return None
+
+
+_ERROR_ENCODER = msgspec.json.Encoder()
+
+
+def encode_error(message: str, request_id: str) -> bytes:
+    """The error body every failure shares: success false, a readable `error`."""
+    body = PatientResponse(
+        success=False, error=message, timestamp=utc_timestamp(), request_id=request_id
+    )
+    return _ERROR_ENCODER.encode(body)

@@ -1,0 +1,237 @@
+"""The ASGI application: routing, validation, the pattern call and metrics at the boundary.
+
+Framework-free on purpose: Starlette halves and FastAPI divides by 4-9 the throughput of a
+raw ASGI app on this kind of machine, and the benchmark must measure patterns, not routing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from carebench import __version__
+from carebench.backends.base import Backend
+from carebench.errors import BackendError, ClientGone, DeadlineExceeded, Rejected
+from carebench.metrics.process import process_stats
+from carebench.metrics.prometheus import CONTENT_TYPE, CarebenchCollector, build_registry, render
+from carebench.metrics.requests import RequestMetrics
+from carebench.models import Query, is_valid_patient_id
+from carebench.patterns.base import Pattern
+from carebench.responses import encode_error
+from carebench.server.http import Receive, Scope, Send, send_body, send_json
+from carebench.server.http import request_id_from as _request_id
+
+log = logging.getLogger("carebench.server")
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+PATIENTS_PATH = "/api/v1/patients"
+#: Nginx's code for "client closed request": logged and counted, never sent.
+CLIENT_CLOSED = 499
+
+
+class CareBenchApp:
+    """ASGI app serving the patient API through one pattern in front of one backend."""
+
+    def __init__(
+        self,
+        pattern: Pattern,
+        backend: Backend,
+        request_timeout: float = 5.0,
+        drain_timeout: float = 10.0,
+    ) -> None:
+        self.pattern = pattern
+        self.backend = backend
+        self.request_timeout = request_timeout
+        self.drain_timeout = drain_timeout
+        self.metrics = RequestMetrics(pattern.name)
+        self._registry = build_registry(
+            CarebenchCollector(self.metrics, pattern.stats, backend.stats)
+        )
+        self._routes: dict[str, Handler] = {
+            PATIENTS_PATH: self._patients,
+            "/health": self._health,
+            "/metrics": self._metrics,
+            "/": self._index,
+        }
+        self.started = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self._routes.get(scope["path"])
+        if handler is None:
+            await _error(send, 404, f"not found: {scope['path']}", _request_id(scope["headers"]))
+        elif scope["method"] != "GET":
+            await _error(
+                send,
+                405,
+                f"method {scope['method']} not allowed; use GET",
+                _request_id(scope["headers"]),
+                [(b"allow", b"GET")],
+            )
+        else:
+            await handler(scope, receive, send)
+
+    async def _patients(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request_id = _request_id(scope["headers"])
+        patient_id = _query_param(scope, "id")
+        if not patient_id or not is_valid_patient_id(patient_id):
+            message = (
+                "missing required query parameter: id"
+                if not patient_id
+                else "invalid patient id: must match [A-Za-z0-9-.]{1,64}"
+            )
+            await _error(send, 400, message, request_id)
+            self.metrics.record("invalid", time.perf_counter() - started, 400)
+            return
+        loop = asyncio.get_running_loop()
+        query = Query(patient_id, loop.time() + self.request_timeout, request_id)
+        watcher = loop.create_task(_watch_disconnect(receive, query))
+        try:
+            outcome, status = await self._answer(query, send)
+        finally:
+            watcher.cancel()
+        self.metrics.record(outcome, time.perf_counter() - started, status)
+
+    async def _answer(self, query: Query, send: Send) -> tuple[str, int]:
+        """Run the query through the pattern and send the response; (outcome, status)."""
+        request_id = query.request_id
+        try:
+            patient = await self.pattern.submit(query)
+        except Rejected as rejected:
+            retry = str(max(1, math.ceil(rejected.retry_after))).encode()
+            await _error(
+                send, 503, f"rejected: {rejected.reason}", request_id, [(b"retry-after", retry)]
+            )
+            return "rejected", 503
+        except DeadlineExceeded:
+            await _error(send, 504, f"deadline exceeded ({self.request_timeout:g}s)", request_id)
+            return "timeout", 504
+        except BackendError as failure:
+            await _error(send, 500, f"database error: {failure}", request_id)
+            return "error", 500
+        except ClientGone:
+            return "cancelled", CLIENT_CLOSED
+        except Exception:
+            log.exception("unexpected failure serving request %s", request_id)
+            await _error(send, 500, "internal error", request_id)
+            return "error", 500
+        body = self.pattern.encoder.encode_patient(patient, request_id)
+        await send_body(send, 200, body, request_id)
+        return "success", 200
+
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        backend = self.backend.health()
+        await send_json(
+            send,
+            200,
+            {
+                "status": "healthy" if backend.get("status") == "healthy" else "degraded",
+                "pattern": self.pattern.name,
+                "uptime_seconds": round(self.metrics.uptime(), 3),
+                "version": __version__,
+                "backend": backend,
+            },
+            _request_id(scope["headers"]),
+        )
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = _request_id(scope["headers"])
+        fmt = _query_param(scope, "format") or "json"
+        if fmt == "prometheus":
+            await send_body(send, 200, render(self._registry), request_id, CONTENT_TYPE.encode())
+        elif fmt == "json":
+            await send_json(send, 200, self.metrics_snapshot(), request_id)
+        else:
+            await _error(send, 400, f"unknown format {fmt!r}: use json or prometheus", request_id)
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """The JSON /metrics document: reference fields plus pattern, backend, process state."""
+        snapshot = self.metrics.snapshot()
+        snapshot["pattern_state"] = self.pattern.stats()
+        snapshot["backend"] = self.backend.stats()
+        snapshot["process"] = process_stats()
+        return snapshot
+
+    async def _index(self, scope: Scope, receive: Receive, send: Send) -> None:
+        host, port = scope.get("server") or ("127.0.0.1", 8080)
+        base = f"http://{host}:{port}"
+        await send_json(
+            send,
+            200,
+            {
+                "name": "carebench",
+                "version": __version__,
+                "pattern": self.pattern.name,
+                "endpoints": {
+                    "GET /api/v1/patients?id=P12345": f"curl '{base}{PATIENTS_PATH}?id=P12345'",
+                    "GET /health": f"curl {base}/health",
+                    "GET /metrics": f"curl {base}/metrics",
+                    "GET /metrics?format=prometheus": f"curl '{base}/metrics?format=prometheus'",
+                },
+            },
+            _request_id(scope["headers"]),
+        )
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        await self.pattern.start()
+        self.started = True
+
+    async def shutdown(self) -> None:
+        """Let admitted work finish (bounded by the drain timeout), then stop the backend."""
+        await self.pattern.shutdown(self.drain_timeout)
+        await self.backend.close()
+        self.started = False
+
+
+async def _watch_disconnect(receive: Receive, query: Query) -> None:
+    """Mark the query when the client goes away, so queued work for it can be skipped."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            query.client_gone = True
+            return
+
+
+def _query_param(scope: Scope, name: str) -> str | None:
+    raw: bytes = scope.get("query_string", b"")
+    if not raw:
+        return None
+    for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+        if key == name:
+            return value
+    return None
+
+
+async def _error(
+    send: Send,
+    status: int,
+    message: str,
+    request_id: str,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await send_body(
+        send, status, encode_error(message, request_id), request_id, extra_headers=extra_headers
+    )

@@ -1,0 +1,33 @@
+"""Settings of the HTTP server itself (pattern and backend settings live with them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from carebench.errors import ConfigError
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Where to listen and how long a request and the shutdown drain may take (seconds)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    request_timeout: float = 5.0
+    drain_timeout: float = 10.0
+    log_level: str = "warning"
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port ({self.port}) must be between 0 and 65535 (0 = any free)")
+        if self.request_timeout <= 0:
+            raise ConfigError(f"--request-timeout ({self.request_timeout:g}) must be > 0")
+        if self.drain_timeout < 0:
+            raise ConfigError(f"--drain-timeout ({self.drain_timeout:g}) must be >= 0")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(
+                f"--log-level: unknown level {self.log_level!r} (valid: {', '.join(LOG_LEVELS)})"
+            )

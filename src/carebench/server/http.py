@@ -1,0 +1,61 @@
+"""Small ASGI helpers: sending JSON responses and reading request metadata."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON = b"application/json"
+_REQUEST_ID_SYNTAX = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's X-Request-ID when it is sane, else a fresh one (never echo arbitrary bytes)."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _REQUEST_ID_SYNTAX.fullmatch(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
+def header_value(headers: list[tuple[bytes, bytes]], wanted: bytes) -> str | None:
+    for name, value in headers:
+        if name == wanted:
+            return value.decode("latin-1")
+    return None
+
+
+async def send_body(
+    send: Send,
+    status: int,
+    body: bytes,
+    request_id: str = "",
+    content_type: bytes = JSON,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Send a complete response: status, headers and body in two ASGI messages."""
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    if extra_headers:
+        headers.extend(extra_headers)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, payload: Any, request_id: str = "") -> None:
+    await send_body(send, status, msgspec.json.encode(payload), request_id)

@@ -1,0 +1,113 @@
+"""Run `carebench serve` as a child process: start, wait until ready, stop gracefully."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from types import TracebackType
+
+_LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+class ServerProcessError(RuntimeError):
+    """The server process failed to start or to become ready; the message has its output."""
+
+
+class ServerProcess:
+    """A `carebench serve --port 0` child; use as a context manager."""
+
+    def __init__(
+        self,
+        args: Sequence[str] = (),
+        startup_timeout: float = 20.0,
+        cpus: set[int] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.args = ["--port", "0", *args]
+        self.startup_timeout = startup_timeout
+        self.cpus = cpus
+        self.env = env
+        self.url = ""
+        self.output: list[str] = []
+        self._process: subprocess.Popen[str] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def start(self) -> str:
+        """Start the server and return its base URL once /health answers."""
+        command = [sys.executable, "-m", "carebench", "serve", *self.args]
+        self._process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(self.env or {})},
+        )
+        if self.cpus:
+            os.sched_setaffinity(self._process.pid, self.cpus)
+        self.url = self._read_url()
+        self._wait_healthy()
+        return self.url
+
+    def _read_url(self) -> str:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
+            self.output.append(line.rstrip("\n"))
+            match = _LISTENING.search(line)
+            if match:
+                return match.group(1)
+        self._process.wait()
+        raise ServerProcessError(self._failure("exited before listening"))
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1.0) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.02)  # polling readiness, not waiting a fixed time
+        self.stop()
+        raise ServerProcessError(self._failure(f"not healthy after {self.startup_timeout:g}s"))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signal the server, wait for it to drain and exit; its exit status."""
+        process = self._process
+        if process is None:
+            return 0
+        if process.poll() is None:
+            process.send_signal(sig)
+        try:
+            remaining, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            remaining, _ = process.communicate()
+        self.output.extend((remaining or "").splitlines())
+        return process.returncode
+
+    def _failure(self, what: str) -> str:
+        tail = "\n".join(self.output[-20:])
+        return f"carebench serve {' '.join(self.args)} {what}:\n{tail}"
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
