@@ -10,14 +10,22 @@ import msgspec
 from carebench.models import Patient
 
 
-class PatientResponse(msgspec.Struct, omit_defaults=True, gc=False):
-    """`{"success", "patient", "error", "timestamp", "request_id"}`; mutable so it can be pooled."""
+class PatientResponse(msgspec.Struct, gc=False):
+    """`{"success": true, "patient", "timestamp", "request_id"}`; mutable so it can be pooled."""
 
     success: bool = False
     patient: Patient | None = None
-    error: str | None = None
     timestamp: str = ""
     request_id: str = ""
+
+
+class ErrorResponse(msgspec.Struct, gc=False):
+    """`{"success": false, "error", "timestamp", "request_id"}`: the shape of every failure."""
+
+    error: str
+    timestamp: str
+    request_id: str
+    success: bool = False
 
 
 def utc_timestamp() -> str:
@@ -54,7 +62,4 @@ _ERROR_ENCODER = msgspec.json.Encoder()
 
 def encode_error(message: str, request_id: str) -> bytes:
     """The error body every failure shares: success false, a readable `error`."""
-    body = PatientResponse(
-        success=False, error=message, timestamp=utc_timestamp(), request_id=request_id
-    )
-    return _ERROR_ENCODER.encode(body)
+    return _ERROR_ENCODER.encode(ErrorResponse(message, utc_timestamp(), request_id))

@@ -38,7 +38,9 @@ class LatencyRecorder:
 
     def merge(self, other: LatencyRecorder) -> None:
         """Add every value recorded by `other` to this recorder."""
-        self._histogram.add(other._histogram)
+        # hdrh's add() takes an empty histogram's placeholder minimum (0) as a real value.
+        if other.count:
+            self._histogram.add(other._histogram)
 
     @classmethod
     def merged(cls, recorders: Iterable[LatencyRecorder]) -> LatencyRecorder:

@@ -39,6 +39,8 @@ class Pattern(Protocol):
     """
 
     name: str
+    #: Whether the pattern ever rejects (bounds concurrency); naive does not.
+    bounded: bool
     encoder: ResponseEncoder
 
     async def start(self) -> None: ...
@@ -71,12 +73,23 @@ def check_pattern_name(name: str) -> str:
     return name
 
 
-def create_pattern(name: str, backend: Backend, config: PatternConfig) -> Pattern:
-    """Instantiate the pattern registered as `name`, importing its module only now."""
+def pattern_class(name: str) -> type[Any]:
+    """The class registered as `name`, importing its module only now."""
     module_name, _, class_name = PATTERNS[check_pattern_name(name)].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    pattern: Pattern = cls(backend, config)
+    cls: type[Any] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+def create_pattern(name: str, backend: Backend, config: PatternConfig) -> Pattern:
+    """Instantiate the pattern registered as `name`."""
+    pattern: Pattern = pattern_class(name)(backend, config)
     return pattern
+
+
+def check_deadline(query: Query) -> None:
+    """Refuse work whose deadline has already passed, before it reaches a queue or backend."""
+    if query.deadline <= asyncio.get_running_loop().time():
+        raise DeadlineExceeded("deadline exceeded before the request was admitted")
 
 
 async def within_deadline(awaitable: Awaitable[T], deadline: float) -> T:

@@ -13,7 +13,7 @@ from typing import Any
 from carebench.backends.base import Backend
 from carebench.errors import Rejected
 from carebench.models import Patient, Query
-from carebench.patterns.base import PatternConfig, within_deadline
+from carebench.patterns.base import PatternConfig, check_deadline, within_deadline
 from carebench.responses import PlainResponseEncoder
 
 
@@ -21,6 +21,7 @@ class NaivePattern:
     """Spawn a task per request and await it, bounded only by the request's deadline."""
 
     name = "naive"
+    bounded = False
 
     def __init__(self, backend: Backend, config: PatternConfig) -> None:
         self._backend = backend
@@ -35,6 +36,7 @@ class NaivePattern:
     async def submit(self, query: Query) -> Patient:
         if self._closing:
             raise Rejected("server is shutting down")
+        check_deadline(query)
         task = asyncio.get_running_loop().create_task(self._backend.get_patient(query.patient_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -75,7 +75,6 @@ def scrub_slot(slot: ResponseSlot) -> None:
     response = slot.response
     response.success = False
     response.patient = None
-    response.error = None
     response.timestamp = ""
     response.request_id = ""
     size = len(slot.buffer)

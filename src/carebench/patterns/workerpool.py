@@ -19,7 +19,7 @@ from typing import Any
 from carebench.backends.base import Backend
 from carebench.errors import ClientGone, Rejected
 from carebench.models import Patient, Query
-from carebench.patterns.base import PatternConfig, within_deadline
+from carebench.patterns.base import PatternConfig, check_deadline, within_deadline
 from carebench.responses import PlainResponseEncoder, ResponseEncoder
 
 #: Weight of the newest sample in the service-time average behind Retry-After.
@@ -43,6 +43,7 @@ class WorkerPoolPattern:
     """`workers` long-lived tasks, a queue of `queue_size`, immediate rejection when full."""
 
     name = "workerpool"
+    bounded = True
 
     def __init__(self, backend: Backend, config: PatternConfig) -> None:
         self._backend = backend
@@ -69,6 +70,7 @@ class WorkerPoolPattern:
     async def submit(self, query: Query) -> Patient:
         if self._closing:
             raise Rejected("server is shutting down")
+        check_deadline(query)
         future: asyncio.Future[Patient] = asyncio.get_running_loop().create_future()
         job = self._make_job(query, future)
         try:

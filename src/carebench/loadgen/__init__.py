@@ -1,0 +1,1 @@
+"""Load generator: drives traffic at a carebench server and measures it."""

@@ -1,0 +1,57 @@
+"""A backend whose timing and failures the test controls, for pattern and server tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from carebench.backends.records import synthetic_patient
+from carebench.errors import BackendError
+from carebench.models import Patient
+
+
+class GatedBackend:
+    """Holds every query until `release()` (or answers at once when open); records calls."""
+
+    name = "gated"
+
+    def __init__(self, open_gate: bool = False) -> None:
+        self.gate = asyncio.Event()
+        if open_gate:
+            self.gate.set()
+        self.calls: list[str] = []
+        self.active = 0
+        self.peak_active = 0
+        self.fail_ids: set[str] = set()
+
+    async def get_patient(self, patient_id: str) -> Patient:
+        self.calls.append(patient_id)
+        self.active += 1
+        self.peak_active = max(self.peak_active, self.active)
+        try:
+            await self.gate.wait()
+        finally:
+            self.active -= 1
+        if patient_id in self.fail_ids:
+            raise BackendError(f"injected failure for {patient_id}")
+        return synthetic_patient(patient_id)
+
+    def release(self) -> None:
+        self.gate.set()
+
+    async def wait_active(self, count: int) -> None:
+        """Yield to the loop until `count` queries are inside the backend."""
+        for _ in range(10_000):
+            if self.active >= count:
+                return
+            await asyncio.sleep(0)
+        raise AssertionError(f"only {self.active} of {count} queries reached the backend")
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "healthy", "backend": self.name, "total_queries": len(self.calls)}
+
+    def stats(self) -> dict[str, Any]:
+        return {"backend": self.name, "total_queries": len(self.calls), "active_queries": 0}
+
+    async def close(self) -> None:
+        self.release()

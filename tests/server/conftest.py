@@ -1,0 +1,38 @@
+"""An app per pattern behind httpx's in-process ASGI transport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import httpx
+import pytest
+
+from carebench.patterns.base import PatternConfig, create_pattern, pattern_names
+from carebench.server.app import CareBenchApp
+from tests.fakes import GatedBackend
+
+AppFactory = Callable[..., Coroutine[Any, Any, tuple[CareBenchApp, httpx.AsyncClient]]]
+
+
+@pytest.fixture(params=pattern_names())
+async def make_app(request: pytest.FixtureRequest) -> AsyncIterator[AppFactory]:
+    """Builds (app, client) for the parametrised pattern; shuts everything down afterwards."""
+    built: list[tuple[CareBenchApp, httpx.AsyncClient]] = []
+
+    async def factory(
+        backend: Any = None, workers: int = 2, queue_size: int = 2, timeout: float = 5.0
+    ) -> tuple[CareBenchApp, httpx.AsyncClient]:
+        backend = backend or GatedBackend(open_gate=True)
+        pattern = create_pattern(request.param, backend, PatternConfig(workers, queue_size))
+        app = CareBenchApp(pattern, backend, request_timeout=timeout, drain_timeout=1.0)
+        await app.startup()
+        transport = httpx.ASGITransport(app=app)
+        client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        built.append((app, client))
+        return app, client
+
+    yield factory
+    for app, client in built:
+        await client.aclose()
+        await app.shutdown()
