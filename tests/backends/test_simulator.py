@@ -130,7 +130,9 @@ async def test_ideal_latency_does_not_inflate_under_concurrency() -> None:
 async def test_error_rate_matches_configuration_statistically() -> None:
     """20k seeded queries at error rate 0.05 fail within 4 sigma of 5 %, and are counted."""
     n, p = 20_000, 0.05
-    config = SimulatorConfig(min_latency=0.0, max_latency=0.0, error_rate=p, profile="ideal", seed=7)
+    config = SimulatorConfig(
+        min_latency=0.0, max_latency=0.0, error_rate=p, profile="ideal", seed=7
+    )
     backend = SimulatedBackend(config, sleep=RecordingSleep())
 
     failures = sum(await run_queries(backend, n))

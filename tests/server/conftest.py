@@ -21,11 +21,11 @@ async def make_app(request: pytest.FixtureRequest) -> AsyncIterator[AppFactory]:
     built: list[tuple[CareBenchApp, httpx.AsyncClient]] = []
 
     async def factory(
-        backend: Any = None, workers: int = 2, queue_size: int = 2, timeout: float = 5.0
+        backend: Any = None, workers: int = 2, queue_size: int = 2, request_timeout: float = 5.0
     ) -> tuple[CareBenchApp, httpx.AsyncClient]:
         backend = backend or GatedBackend(open_gate=True)
         pattern = create_pattern(request.param, backend, PatternConfig(workers, queue_size))
-        app = CareBenchApp(pattern, backend, request_timeout=timeout, drain_timeout=1.0)
+        app = CareBenchApp(pattern, backend, request_timeout=request_timeout, drain_timeout=1.0)
         await app.startup()
         transport = httpx.ASGITransport(app=app)
         client = httpx.AsyncClient(transport=transport, base_url="http://testserver")

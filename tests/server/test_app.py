@@ -92,7 +92,7 @@ async def test_backend_error_is_500(make_app: AppFactory) -> None:
 
 async def test_deadline_is_504(make_app: AppFactory) -> None:
     """A backend slower than the request timeout yields 504."""
-    app, client = await make_app(GatedBackend(), timeout=0.05)
+    app, client = await make_app(GatedBackend(), request_timeout=0.05)
     assert_error_shape(await client.get("/api/v1/patients?id=P1"), 504)
     assert app.metrics.count("timeout") == 1
 

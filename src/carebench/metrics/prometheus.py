@@ -27,8 +27,6 @@ from prometheus_client.registry import Collector
 from carebench.metrics.requests import OUTCOMES, RequestMetrics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-#: Latency buckets in seconds: fine below the simulated database's 50-100 ms, coarse above.
-BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 PATTERN_GAUGES = {
     "in_flight": "Requests admitted by the pattern and not yet answered",
@@ -69,8 +67,7 @@ class CarebenchCollector(Collector):
         for outcome in OUTCOMES:
             recorder = self._metrics.latency[outcome]
             requests.add_metric([pattern, outcome], recorder.count)
-            buckets = [(_le(bound), n) for bound, n in recorder.cumulative_counts(BUCKETS)]
-            buckets.append(("+Inf", recorder.count))
+            buckets = [(_le(b), n) for b, n in self._metrics.cumulative_buckets(outcome)]
             duration.add_metric([pattern, outcome], buckets, recorder.total_seconds())
         yield requests
         yield duration
@@ -116,7 +113,7 @@ class CarebenchCollector(Collector):
 
 
 def _le(bound: float) -> str:
-    return repr(float(bound))
+    return "+Inf" if bound == float("inf") else repr(float(bound))
 
 
 def build_registry(collector: CarebenchCollector) -> CollectorRegistry:
