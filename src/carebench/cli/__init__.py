@@ -7,8 +7,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from carebench import __version__
-from carebench.cli import demo, serve
+from carebench.cli import demo, loadtest, serve
 from carebench.errors import ConfigError
+from carebench.loadgen.runner import TargetUnreachable
 from carebench.server.process import ServerProcessError
 from carebench.server.runner import StartupError
 
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"carebench {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     commands.required = True
-    for module in (serve, demo):
+    for module in (serve, loadtest, demo):
         module.register(commands)
     return parser
 
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (StartupError, ServerProcessError) as exc:
+    except (StartupError, ServerProcessError, TargetUnreachable, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 from urllib.parse import urlsplit
 
 from httptools import HttpParserError, HttpResponseParser
@@ -63,9 +64,10 @@ class _ResponseProtocol(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Keep the transport; asyncio always hands a stream protocol a ``Transport``."""
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        """Keep the transport to write requests on."""
+        # A stream connection always gets a write-capable transport, but uvloop's does not
+        # subclass asyncio.Transport, so an isinstance check would reject it.
+        self._transport = cast(asyncio.Transport, transport)
 
     def send(self, request: bytes) -> asyncio.Future[Response]:
         """Write one encoded request and return the future its response will resolve."""

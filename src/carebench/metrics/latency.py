@@ -22,8 +22,8 @@ class LatencyRecorder:
     # which would stall the event loop on every /metrics scrape; running sums cost nothing.
     __slots__ = ("_histogram", "_sum", "_sum_squares")
 
-    def __init__(self) -> None:
-        self._histogram = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+    def __init__(self, significant_figures: int = SIGNIFICANT_FIGURES) -> None:
+        self._histogram = HdrHistogram(LOWEST_US, HIGHEST_US, significant_figures)
         self._sum = 0
         self._sum_squares = 0
 

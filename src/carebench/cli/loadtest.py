@@ -1,0 +1,192 @@
+"""`carebench loadtest`: drive one server per pattern over real HTTP and compare them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from carebench.cli.options import (
+    add_database_options,
+    add_pattern_options,
+    database_config,
+    pattern_config,
+    seconds,
+)
+from carebench.errors import ConfigError
+from carebench.loadgen.client import parse_url
+from carebench.loadgen.config import ARRIVALS, LoadConfig
+from carebench.loadgen.ids import parse_ids
+from carebench.loadgen.runner import RunPlan, run_plan
+from carebench.patterns.base import check_pattern_name, pattern_names
+from carebench.report.export import write_outputs
+from carebench.report.terminal import BarProgress, print_report
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "loadtest",
+        help="load-test every pattern over real HTTP and compare them",
+        description="Start `carebench serve` per pattern (or use --target / --mode inprocess), "
+        "drive it, and compare throughput, latency, errors and rejections.",
+    )
+    add_load_options(parser)
+    add_output_options(parser)
+    parser.set_defaults(run=run)
+
+
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    load = parser.add_argument_group("load")
+    load.add_argument(
+        "--pattern",
+        default="all",
+        help=f"all, or one or more of {','.join(pattern_names())} (comma-separated)",
+    )
+    load.add_argument("--requests", type=int, default=1000, help="closed loop: requests in total")
+    load.add_argument(
+        "--concurrency",
+        type=int,
+        default=100,
+        help="closed loop: clients; open loop: max connections (default 100)",
+    )
+    load.add_argument("--rate", type=float, help="open loop: arrivals per second (with --duration)")
+    load.add_argument("--duration", type=seconds, help="open loop: seconds to send for")
+    load.add_argument(
+        "--arrivals",
+        default="constant",
+        choices=ARRIVALS,
+        help="open loop: spacing of arrivals (default constant)",
+    )
+    load.add_argument("--timeout", type=seconds, default=5.0, help="client-side timeout (5 s)")
+    load.add_argument(
+        "--warmup",
+        type=seconds,
+        default=0.0,
+        help="seconds of load before measuring, excluded from statistics",
+    )
+    load.add_argument(
+        "--ids",
+        default="fixed:P12345",
+        help="patient ids: fixed:ID, uniform:N or zipf:N[:S] (default fixed:P12345)",
+    )
+    load.add_argument("--target", help="drive this already-running server instead of starting one")
+    load.add_argument(
+        "--mode",
+        default="http",
+        choices=("http", "inprocess"),
+        help="http (default): real servers; inprocess: call the patterns directly",
+    )
+    server = parser.add_argument_group("servers started by the load test")
+    server.add_argument(
+        "--request-timeout",
+        type=seconds,
+        default=5.0,
+        help="server-side deadline per request (default 5)",
+    )
+    add_pattern_options(parser)
+    add_database_options(parser)
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    output = parser.add_argument_group("output")
+    output.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    output.add_argument("--output", metavar="FILE", help="write the JSON results to FILE")
+    output.add_argument("--csv", metavar="FILE", help="write a flat CSV table to FILE")
+    output.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+
+
+def selected_patterns(spec: str) -> list[str]:
+    if spec == "all":
+        return pattern_names()
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    if not names:
+        raise ConfigError("--pattern: give all or at least one pattern name")
+    return [check_pattern_name(name) for name in names]
+
+
+def server_args(args: argparse.Namespace) -> list[str]:
+    """The flags each started server gets (durations in seconds, which serve accepts)."""
+    flags = [
+        "--workers",
+        str(args.workers),
+        "--queue-size",
+        str(args.queue_size),
+        "--min-latency",
+        f"{args.min_latency}s",
+        "--max-latency",
+        f"{args.max_latency}s",
+        "--error-rate",
+        str(args.error_rate),
+        "--db-profile",
+        args.db_profile,
+        "--db-pool-size",
+        str(args.db_pool_size),
+        "--db-pool-timeout",
+        f"{args.db_pool_timeout}s",
+        "--db-contention",
+        str(args.db_contention),
+        "--db-coherency",
+        str(args.db_coherency),
+        "--request-timeout",
+        f"{args.request_timeout}s",
+    ]
+    if args.seed is not None:
+        flags += ["--seed", str(args.seed)]
+    return flags
+
+
+def build_plan(args: argparse.Namespace) -> RunPlan:
+    load = LoadConfig(
+        requests=args.requests,
+        concurrency=args.concurrency,
+        rate=args.rate,
+        duration=args.duration,
+        arrivals=args.arrivals,
+        timeout=args.timeout,
+        warmup=args.warmup,
+        ids=args.ids,
+        seed=args.seed,
+    )
+    parse_ids(load.ids)
+    if args.target and args.mode == "inprocess":
+        raise ConfigError(
+            "--target drives a server over HTTP; it cannot be combined with "
+            "--mode inprocess. Remove one of them."
+        )
+    if args.target:
+        parse_url(args.target)
+    database = database_config(args)
+    patterns = pattern_config(args)
+    return RunPlan(
+        patterns=selected_patterns(args.pattern),
+        load=load,
+        mode="target" if args.target else args.mode,
+        target=(args.target or "").rstrip("/") or None,
+        server_args=server_args(args),
+        pattern_config=patterns,
+        database=database,
+        request_timeout=args.request_timeout,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        plan = build_plan(args)
+    except ValueError as bad:
+        raise ConfigError(str(bad)) from None
+    quiet = args.json or not sys.stderr.isatty()
+    err = Console(stderr=True)
+    results = run_plan(plan, None if quiet else BarProgress(err))
+    write_outputs(results, json_path=args.output, csv_path=args.csv, html_path=args.html)
+    if args.json:
+        from carebench.report.export import to_json
+
+        sys.stdout.write(to_json(results) + "\n")
+    else:
+        # Not a terminal (a pipe, a CI log): wide enough that the table is not truncated.
+        width = None if sys.stdout.isatty() else 160
+        print_report(results, Console(highlight=False, width=width))
+    interrupted = any(result["interrupted"] for result in results)
+    return 130 if interrupted else 0

@@ -1,0 +1,85 @@
+"""Channels: one virtual client's way to ask for a patient, over HTTP or straight to a pattern."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from carebench.errors import BackendError, ClientGone, DeadlineExceeded, Rejected
+from carebench.loadgen.client import HttpConnection
+from carebench.models import Query
+from carebench.patterns.base import Pattern
+
+PATIENTS_PATH = "/api/v1/patients?id="
+
+
+class Channel(Protocol):
+    """Sends one request at a time and returns its HTTP status (or the status it stands for)."""
+
+    async def fetch(self, patient_id: str) -> int:
+        """Raises OSError (ConnectionError included) when the connection fails."""
+        ...
+
+    def reset(self) -> None:
+        """Forget connection state after a timeout or failure; the next fetch reconnects."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class HttpChannel:
+    """A keep-alive HTTP/1.1 connection to the server, reopened when it breaks."""
+
+    def __init__(self, host: str, port: int, base_path: str = "") -> None:
+        self._host = host
+        self._port = port
+        self._prefix = base_path + PATIENTS_PATH
+        self._connection: HttpConnection | None = None
+
+    async def fetch(self, patient_id: str) -> int:
+        connection = self._connection
+        if connection is None or connection.closed:
+            connection = self._connection = await HttpConnection.open(self._host, self._port)
+        response = await connection.get(self._prefix + patient_id)
+        return response.status
+
+    def reset(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class InProcessChannel:
+    """Calls the pattern directly (no HTTP), mapping its outcomes to the statuses HTTP would use.
+
+    The body is still encoded, so the pattern's encoder (pooled or not) is part of the cost.
+    """
+
+    def __init__(self, pattern: Pattern, request_timeout: float) -> None:
+        self._pattern = pattern
+        self._request_timeout = request_timeout
+
+    async def fetch(self, patient_id: str) -> int:
+        loop = asyncio.get_running_loop()
+        query = Query(patient_id, loop.time() + self._request_timeout, "inprocess")
+        try:
+            patient = await self._pattern.submit(query)
+        except Rejected:
+            return 503
+        except DeadlineExceeded:
+            return 504
+        except BackendError:
+            return 500
+        except ClientGone:
+            return 499
+        self._pattern.encoder.encode_patient(patient, query.request_id)
+        return 200
+
+    def reset(self) -> None:
+        """Nothing to reconnect."""
+
+    def close(self) -> None:
+        """Nothing to close."""

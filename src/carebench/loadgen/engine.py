@@ -1,0 +1,127 @@
+"""The load engine: closed loop (clients back to back) and open loop (a fixed arrival rate).
+
+Open loop follows wrk2: each connection takes the next slot of one global schedule, waits for
+its intended time, and latency is measured from that *intended* time, so a stalled server is
+charged for the requests it prevented from being sent (coordinated omission). Latency from
+the actual send is recorded too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from carebench.loadgen.channels import Channel
+from carebench.loadgen.ids import IdChooser
+from carebench.loadgen.results import RunRecorder, classify
+
+#: Pause after a connection error so a dead server does not turn the loop into a busy spin.
+CONNECTION_ERROR_BACKOFF = 0.01
+
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class Schedule:
+    """Intended send times for an open loop: constant spacing or Poisson arrivals."""
+
+    start: float
+    rate: float
+    end: float
+    poisson: bool = False
+    rng: random.Random | None = None
+    _next: float = 0.0
+    issued: int = 0
+
+    def __post_init__(self) -> None:
+        self._next = self.start
+        self.rng = self.rng or random.Random()
+
+    def take(self) -> float | None:
+        """The next slot's intended time, or None once the schedule has ended."""
+        slot = self._next
+        if slot >= self.end:
+            return None
+        self.issued += 1
+        if self.poisson:
+            assert self.rng is not None
+            self._next = slot + self.rng.expovariate(self.rate)
+        else:
+            # From the start each time: summing 1/rate drifts by one slot over a run.
+            self._next = self.start + self.issued / self.rate
+        return slot
+
+
+class Engine:
+    """Sends requests through channels and records every outcome in a RunRecorder."""
+
+    def __init__(
+        self,
+        channels: Sequence[Channel],
+        choose_id: IdChooser,
+        timeout: float,
+        recorder: RunRecorder,
+        clock: Clock = time.perf_counter,
+    ) -> None:
+        self.channels = channels
+        self.choose_id = choose_id
+        self.timeout = timeout
+        self.recorder = recorder
+        self.clock = clock
+        self.stopping = False
+        self.sent = 0
+        self.last_send = 0.0
+
+    async def closed_loop(self, requests: float, until: float = math.inf) -> None:
+        """`len(channels)` clients send back to back until `requests` are sent or `until`."""
+        remaining = requests
+
+        async def client(channel: Channel) -> None:
+            nonlocal remaining
+            while remaining > 0 and not self.stopping and self.clock() < until:
+                remaining -= 1
+                await self._one(channel, None)
+
+        await asyncio.gather(*(client(channel) for channel in self.channels))
+
+    async def open_loop(self, schedule: Schedule) -> None:
+        """Each channel takes the next slot, waits for its time, sends, and repeats."""
+
+        async def client(channel: Channel) -> None:
+            while not self.stopping:
+                intended = schedule.take()
+                if intended is None:
+                    return
+                delay = intended - self.clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self._one(channel, intended)
+
+        await asyncio.gather(*(client(channel) for channel in self.channels))
+
+    async def _one(self, channel: Channel, intended: float | None) -> None:
+        sent = self.last_send = self.clock()
+        self.sent += 1
+        status = 0
+        try:
+            async with asyncio.timeout(self.timeout):
+                status = await channel.fetch(self.choose_id())
+            outcome = classify(status)
+        except TimeoutError:
+            channel.reset()
+            outcome = "timeout"
+        except OSError:
+            channel.reset()
+            outcome = "connection_error"
+        done = self.clock()
+        if intended is None:
+            self.recorder.record(outcome, done - sent, done, status)
+        else:
+            self.recorder.record(outcome, done - intended, done, status, uncorrected=done - sent)
+            self.recorder.note_lag(sent - intended)
+        if outcome == "connection_error":
+            await asyncio.sleep(CONNECTION_ERROR_BACKOFF)

@@ -1,0 +1,319 @@
+"""Runs a load test per pattern: start a server (or use a target, or go in-process), drive it,
+sample it, collect its /metrics, stop it, and describe the result."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from carebench import __version__
+from carebench.backends.simulator import SimulatedBackend, SimulatorConfig
+from carebench.loadgen.channels import Channel, HttpChannel, InProcessChannel
+from carebench.loadgen.client import parse_url
+from carebench.loadgen.config import LoadConfig
+from carebench.loadgen.engine import Engine, Schedule
+from carebench.loadgen.ids import parse_ids
+from carebench.loadgen.machine import describe_machine
+from carebench.loadgen.results import RunRecorder
+from carebench.loadgen.sampler import HttpMetricsProbe, Sampler, in_process_probe
+from carebench.patterns.base import PatternConfig, create_pattern
+from carebench.server.process import ServerProcess
+
+SCHEMA_VERSION = 1
+#: The schedule counts as kept when at least this fraction of the target rate was sent.
+SCHEDULE_TOLERANCE = 0.97
+
+
+class TargetUnreachable(RuntimeError):
+    """The target server refused or failed the pre-flight /health check."""
+
+
+class Progress(Protocol):
+    """Receives progress while a run goes (a rich bar in the terminal, or nothing)."""
+
+    def begin(self, label: str, total: float) -> None: ...
+
+    def update(self, completed: float) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class NoProgress:
+    def begin(self, label: str, total: float) -> None:
+        return None
+
+    def update(self, completed: float) -> None:
+        return None
+
+    def end(self) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """Everything a load test needs: what to drive, how hard, and with which server flags."""
+
+    patterns: Sequence[str]
+    load: LoadConfig
+    mode: str = "http"
+    target: str | None = None
+    server_args: Sequence[str] = ()
+    pattern_config: PatternConfig = field(default_factory=PatternConfig)
+    database: SimulatorConfig = field(default_factory=SimulatorConfig)
+    request_timeout: float = 5.0
+
+
+def split_cpus() -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, load generator CPUs): one core for the server, the rest for us."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, set(cpus[1:])
+
+
+def run_plan(plan: RunPlan, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """One result per pattern (a single result for a --target), in order.
+
+    Stops early, keeping what it measured, when a run is interrupted.
+    """
+    progress = progress or NoProgress()
+    machine = describe_machine()
+    results = []
+    labels = ["target"] if plan.mode == "target" else list(plan.patterns)
+    for label in labels:
+        result = _run_one(label, plan, progress)
+        result["machine"] = machine
+        results.append(result)
+        if result["interrupted"]:
+            break
+    return results
+
+
+def _run_one(label: str, plan: RunPlan, progress: Progress) -> dict[str, Any]:
+    if plan.mode == "inprocess":
+        return _run_async(_drive_in_process(label, plan, progress))
+    if plan.mode == "target":
+        assert plan.target is not None
+        check_target(plan.target)
+        result = _run_async(_drive_http(plan.target, label, plan, progress))
+        result["server_metrics"] = fetch_json(plan.target + "/metrics")
+        result["pattern"] = (result["server_metrics"] or {}).get("pattern", "target")
+        return result
+    server_cpus, own_cpus = split_cpus()
+    args = [*plan.server_args, "--pattern", label, "--quiet"]
+    with ServerProcess(args, cpus=server_cpus) as server, _pinned(own_cpus):
+        result = _run_async(_drive_http(server.url, label, plan, progress))
+        result["server_metrics"] = fetch_json(server.url + "/metrics")
+    result["affinity"] = {"server": sorted(server_cpus or []), "loadgen": sorted(own_cpus or [])}
+    return result
+
+
+async def _drive_http(url: str, label: str, plan: RunPlan, progress: Progress) -> dict[str, Any]:
+    host, port, base = parse_url(url)
+    channels = [HttpChannel(host, port, base) for _ in range(plan.load.concurrency)]
+    probe = HttpMetricsProbe(host, port, base)
+    try:
+        return await _measure(label, plan, channels, probe, progress, target=url)
+    finally:
+        probe.close()
+        for channel in channels:
+            channel.close()
+
+
+async def _drive_in_process(label: str, plan: RunPlan, progress: Progress) -> dict[str, Any]:
+    backend = SimulatedBackend(plan.database)
+    pattern = create_pattern(label, backend, plan.pattern_config)
+    await pattern.start()
+    channels = [
+        InProcessChannel(pattern, plan.request_timeout) for _ in range(plan.load.concurrency)
+    ]
+    try:
+        result = await _measure(
+            label, plan, channels, in_process_probe(pattern.stats), progress, target=None
+        )
+        result["server_metrics"] = {"pattern_state": pattern.stats(), "backend": backend.stats()}
+        return result
+    finally:
+        await pattern.shutdown(drain_timeout=plan.request_timeout)
+
+
+async def _measure(
+    label: str,
+    plan: RunPlan,
+    channels: Sequence[Channel],
+    probe: Callable[[], Any],
+    progress: Progress,
+    target: str | None,
+) -> dict[str, Any]:
+    load = plan.load
+    engine = Engine(channels, parse_ids(load.ids, load.seed), load.timeout, RunRecorder(0.0))
+    with _stop_on_interrupt(engine):
+        if load.warmup > 0:
+            await _warm_up(engine, load)
+        recorder = engine.recorder = RunRecorder(time.perf_counter())
+        sampler = Sampler(probe, recorder.started)
+        sampler.start()
+        ticker = _tick(progress, label, load, engine, recorder)
+        try:
+            schedule = await _run_measured(engine, load, recorder.started)
+        finally:
+            ticker.cancel()
+            await sampler.stop()
+            progress.end()
+    duration = time.perf_counter() - recorder.started
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "carebench_version": __version__,
+        "pattern": label,
+        "mode": plan.mode,
+        "loop": load.loop,
+        "target": target,
+        **recorder.summary(duration),
+        "open_loop": _open_loop_report(engine, schedule) if schedule else None,
+        "server_samples": sampler.samples,
+        "interrupted": engine.stopping,
+        "config": _config_report(plan),
+    }
+
+
+async def _warm_up(engine: Engine, load: LoadConfig) -> None:
+    until = time.perf_counter() + load.warmup
+    if load.rate is None:
+        await engine.closed_loop(float("inf"), until=until)
+    else:
+        await engine.open_loop(Schedule(time.perf_counter(), load.rate, until))
+
+
+async def _run_measured(engine: Engine, load: LoadConfig, started: float) -> Schedule | None:
+    if load.rate is None or load.duration is None:
+        await engine.closed_loop(load.requests)
+        return None
+    schedule = Schedule(
+        started, load.rate, started + load.duration, load.arrivals == "poisson",
+        random.Random(load.seed),
+    )  # fmt: skip
+    await engine.open_loop(schedule)
+    return schedule
+
+
+def _tick(
+    progress: Progress, label: str, load: LoadConfig, engine: Engine, recorder: RunRecorder
+) -> asyncio.Task[None]:
+    closed = load.rate is None
+    progress.begin(label, load.requests if closed else (load.duration or 0.0))
+
+    async def tick() -> None:
+        while True:
+            done = recorder.total if closed else time.perf_counter() - recorder.started
+            progress.update(done)
+            await asyncio.sleep(0.1)
+
+    return asyncio.get_running_loop().create_task(tick())
+
+
+def _open_loop_report(engine: Engine, schedule: Schedule) -> dict[str, Any]:
+    """Whether the arrival schedule was kept: the send rate achieved and the worst lag."""
+    recorder = engine.recorder
+    planned = schedule.rate
+    window = max(schedule.end - schedule.start, engine.last_send - schedule.start)
+    achieved = engine.sent / window if window > 0 else 0.0
+    return {
+        "target_rate": planned,
+        "arrivals": "poisson" if schedule.poisson else "constant",
+        "scheduled_requests": schedule.issued,
+        "achieved_rate": round(achieved, 2),
+        "max_lag_ms": round(recorder.max_lag * 1000, 3),
+        "schedule_kept": achieved >= SCHEDULE_TOLERANCE * planned,
+        "corrected": "latency_ms is measured from each request's intended send time",
+        "uncorrected_latency_ms": recorder.uncorrected.summary_ms(),
+    }
+
+
+def _config_report(plan: RunPlan) -> dict[str, Any]:
+    load = plan.load
+    return {
+        "requests": load.requests if load.rate is None else None,
+        "concurrency": load.concurrency,
+        "rate": load.rate,
+        "duration": load.duration,
+        "arrivals": load.arrivals if load.rate is not None else None,
+        "timeout": load.timeout,
+        "warmup": load.warmup,
+        "ids": load.ids,
+        "seed": load.seed,
+        "server_args": list(plan.server_args),
+    }
+
+
+def check_target(url: str) -> None:
+    """Fail early, with the cause, when the target does not answer /health."""
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=5) as response:
+            response.read()
+    except urllib.error.HTTPError as failure:
+        raise TargetUnreachable(f"{url}/health answered {failure.code}") from None
+    except (urllib.error.URLError, OSError) as failure:
+        reason = getattr(failure, "reason", failure)
+        raise TargetUnreachable(f"cannot reach {url}: {reason}") from None
+
+
+def fetch_json(url: str) -> dict[str, Any] | None:
+    """GET a JSON document, or None when the server does not serve one."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            document: dict[str, Any] = json.loads(response.read())
+            return document
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def _pinned(cpus: set[int] | None) -> Any:
+    """Run the load generator on `cpus` (away from the server), then restore."""
+    if not cpus:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt(engine: Engine) -> Any:
+    """Ctrl-C stops sending; the run ends with what it measured."""
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        engine.stopping = True
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, stop)
+    except (NotImplementedError, RuntimeError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _run_async(coroutine: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    import uvloop
+
+    async def main() -> dict[str, Any]:
+        return await coroutine
+
+    return uvloop.run(main())
