@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/carebench demo
+	$(BIN)/carebench loadtest
 
 serve: $(STAMP)
 	$(BIN)/carebench serve

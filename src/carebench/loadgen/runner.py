@@ -91,7 +91,12 @@ def run_plan(plan: RunPlan, progress: Progress | None = None) -> list[dict[str, 
     results = []
     labels = ["target"] if plan.mode == "target" else list(plan.patterns)
     for label in labels:
-        result = _run_one(label, plan, progress)
+        try:
+            result = _run_one(label, plan, progress)
+        except KeyboardInterrupt:  # between runs (e.g. while a server starts): keep the rest
+            if results:
+                results[-1]["interrupted"] = True
+            break
         result["machine"] = machine
         results.append(result)
         if result["interrupted"]:

@@ -52,6 +52,9 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, **(self.env or {})},
+            # Its own process group: a Ctrl-C meant for the parent must not reach the server
+            # mid-run; the parent stops it with SIGTERM and collects its final metrics.
+            process_group=0,
         )
         if self.cpus:
             os.sched_setaffinity(self._process.pid, self.cpus)

@@ -1,0 +1,106 @@
+"""The load engine: counts add up, outcomes are classified, schedules and CO correction hold."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+
+import pytest
+
+from carebench.loadgen.engine import Engine, Schedule
+from carebench.loadgen.results import OUTCOMES, RunRecorder, classify
+from tests.loadgen.fakes import ScriptedChannel, StallOnceChannel
+
+
+def engine_with(statuses: list[int], clients: int, timeout: float = 5.0):
+    state = {"active": 0, "peak": 0}
+    script = itertools.cycle(statuses)
+    channels = [ScriptedChannel(script, state) for _ in range(clients)]
+    engine = Engine(channels, lambda: "P1", timeout, RunRecorder(time.perf_counter()))
+    return engine, channels, state
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (200, "success"),
+        (204, "success"),
+        (503, "rejected"),
+        (429, "rejected"),
+        (500, "backend_error"),
+        (504, "backend_error"),
+        (400, "client_error"),
+        (404, "client_error"),
+    ],
+)
+def test_classify(status: int, outcome: str) -> None:
+    """HTTP statuses map to outcomes: 2xx success, 503/429 rejected, 5xx errors, 4xx client."""
+    assert classify(status) == outcome
+
+
+async def test_closed_loop_sends_exactly_the_requests_at_the_concurrency() -> None:
+    """N clients send `requests` in total, never more than N at once, each counted once."""
+    engine, _, state = engine_with([200, 503, 500, 404], clients=7)
+    await engine.closed_loop(101)
+    summary = engine.recorder.summary(1.0)
+    assert summary["total_requests"] == 101 == engine.sent
+    assert state["peak"] == 7
+    outcomes = summary["outcomes"]
+    assert (
+        outcomes["success"]
+        + outcomes["rejected"]
+        + outcomes["backend_error"]
+        + outcomes["client_error"]
+        == 101
+    )
+    assert summary["error_requests"] == outcomes["backend_error"] + outcomes["client_error"]
+    assert summary["status_codes"] == {"200": 26, "404": 25, "500": 25, "503": 25}
+
+
+async def test_timeouts_and_connection_errors_are_counted_apart() -> None:
+    """A hung request is a timeout, a refused one a connection error; both reset the channel."""
+    engine, channels, _ = engine_with([-2, -1, 200], clients=1, timeout=0.02)
+    await engine.closed_loop(3)
+    outcomes = engine.recorder.summary(1.0)["outcomes"]
+    assert outcomes["timeout"] == 1
+    assert outcomes["connection_error"] == 1
+    assert outcomes["success"] == 1
+    assert channels[0].resets == 2
+    assert set(outcomes) == set(OUTCOMES)
+
+
+def test_constant_schedule_has_exact_count_and_spacing() -> None:
+    """rate x duration slots, evenly spaced, with no drift at the end."""
+    schedule = Schedule(start=10.0, rate=100.0, end=13.0)
+    slots = list(iter(schedule.take, None))
+    assert len(slots) == 300
+    assert slots[0] == 10.0
+    assert slots[-1] == pytest.approx(12.99)
+    assert all(b - a == pytest.approx(0.01) for a, b in itertools.pairwise(slots))
+
+
+def test_poisson_schedule_averages_the_rate() -> None:
+    """Exponential gaps: the count over a long window is within 4 sigma of rate x duration."""
+    schedule = Schedule(0.0, 1000.0, 20.0, poisson=True, rng=random.Random(5))
+    count = len(list(iter(schedule.take, None)))
+    assert abs(count - 20_000) < 4 * 20_000**0.5
+    gaps = Schedule(0.0, 1000.0, 1.0, poisson=True, rng=random.Random(6))
+    slots = list(iter(gaps.take, None))
+    assert len({round(b - a, 9) for a, b in itertools.pairwise(slots)}) > len(slots) // 2
+
+
+@pytest.mark.slow
+async def test_open_loop_charges_a_stall_to_the_requests_it_delayed() -> None:
+    """With one connection, a 300 ms stall shows in the corrected latency, not the uncorrected."""
+    channel = StallOnceChannel(stall=0.3)
+    engine = Engine([channel], lambda: "P1", 5.0, RunRecorder(time.perf_counter()))
+    start = time.perf_counter()
+    await engine.open_loop(Schedule(start, 100.0, start + 0.6))
+    corrected = engine.recorder.latency["success"].summary_ms()
+    uncorrected = engine.recorder.uncorrected.summary_ms()
+    assert engine.recorder.total == 60
+    assert corrected["p90"] >= 100.0
+    assert uncorrected["p90"] < 50.0
+    assert uncorrected["max"] >= 290.0
+    assert engine.recorder.max_lag >= 0.25
