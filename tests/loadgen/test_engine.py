@@ -104,3 +104,12 @@ async def test_open_loop_charges_a_stall_to_the_requests_it_delayed() -> None:
     assert uncorrected["p90"] < 50.0
     assert uncorrected["max"] >= 290.0
     assert engine.recorder.max_lag >= 0.25
+
+
+async def test_closed_loop_can_be_bounded_by_time() -> None:
+    """With a time limit instead of a count, clients stop sending once it passes."""
+    engine, _, _ = engine_with([200], clients=3)
+    until = time.perf_counter() + 0.05
+    await engine.closed_loop(float("inf"), until=until)
+    assert engine.recorder.total == engine.sent > 0
+    assert engine.last_send <= until

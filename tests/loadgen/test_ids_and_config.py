@@ -47,7 +47,7 @@ def test_bad_id_specs_are_config_errors(spec: str) -> None:
     [
         ({"requests": 0}, "--requests"),
         ({"concurrency": 0}, "--concurrency"),
-        ({"rate": 10.0}, "--rate and --duration"),
+        ({"rate": 10.0}, "--rate needs --duration"),
         ({"rate": -1.0, "duration": 1.0}, "--rate"),
         ({"rate": 1.0, "duration": 0.0}, "--duration"),
         ({"arrivals": "bursty"}, "--arrivals"),
@@ -65,3 +65,4 @@ def test_loop_kind_follows_rate() -> None:
     """Closed loop by default, open loop when a rate is given."""
     assert LoadConfig().loop == "closed"
     assert LoadConfig(rate=5.0, duration=1.0).loop == "open"
+    assert LoadConfig(duration=1.0).loop == "closed"

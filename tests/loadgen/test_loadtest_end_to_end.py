@@ -149,7 +149,7 @@ def test_refused_target_is_reported_with_its_cause() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--rate", "10"], "--rate and --duration"),
+        (["--rate", "10"], "--rate needs --duration"),
         (["--pattern", "nope"], "unknown pattern"),
         (["--ids", "zipf:x"], "--ids takes"),
         (["--requests", "0"], "--requests"),

@@ -52,7 +52,11 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
         help="closed loop: clients; open loop: max connections (default 100)",
     )
     load.add_argument("--rate", type=float, help="open loop: arrivals per second (with --duration)")
-    load.add_argument("--duration", type=seconds, help="open loop: seconds to send for")
+    load.add_argument(
+        "--duration",
+        type=seconds,
+        help="seconds to send for (open loop; closed loop: instead of --requests)",
+    )
     load.add_argument(
         "--arrivals",
         default="constant",

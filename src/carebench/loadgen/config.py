@@ -13,8 +13,12 @@ MODES = ("http", "inprocess")
 
 @dataclass(frozen=True, slots=True)
 class LoadConfig:
-    """What to send and how: closed loop (`requests` by `concurrency` clients) or open loop
-    (`rate` per second for `duration` seconds over at most `concurrency` connections)."""
+    """What to send and how.
+
+    Closed loop: `concurrency` clients send `requests` in total, or for `duration` seconds
+    when a duration is given. Open loop (`rate` set): `rate` arrivals per second for
+    `duration` seconds over at most `concurrency` connections.
+    """
 
     requests: int = 1000
     concurrency: int = 100
@@ -31,8 +35,8 @@ class LoadConfig:
             raise ConfigError(f"--requests ({self.requests}) must be >= 1")
         if self.concurrency < 1:
             raise ConfigError(f"--concurrency ({self.concurrency}) must be >= 1")
-        if (self.rate is None) != (self.duration is None):
-            raise ConfigError("--rate and --duration go together (open loop): give both or neither")
+        if self.rate is not None and self.duration is None:
+            raise ConfigError("--rate needs --duration (open loop: how long to send for)")
         if self.rate is not None and self.rate <= 0:
             raise ConfigError(f"--rate ({self.rate:g}) must be > 0 requests per second")
         if self.duration is not None and self.duration <= 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import signal
@@ -201,7 +202,10 @@ async def _warm_up(engine: Engine, load: LoadConfig) -> None:
 
 async def _run_measured(engine: Engine, load: LoadConfig, started: float) -> Schedule | None:
     if load.rate is None or load.duration is None:
-        await engine.closed_loop(load.requests)
+        if load.duration is None:
+            await engine.closed_loop(load.requests)
+        else:
+            await engine.closed_loop(math.inf, until=started + load.duration)
         return None
     schedule = Schedule(
         started, load.rate, started + load.duration, load.arrivals == "poisson",
@@ -214,12 +218,12 @@ async def _run_measured(engine: Engine, load: LoadConfig, started: float) -> Sch
 def _tick(
     progress: Progress, label: str, load: LoadConfig, engine: Engine, recorder: RunRecorder
 ) -> asyncio.Task[None]:
-    closed = load.rate is None
-    progress.begin(label, load.requests if closed else (load.duration or 0.0))
+    by_count = load.duration is None
+    progress.begin(label, load.requests if by_count else load.duration or 0.0)
 
     async def tick() -> None:
         while True:
-            done = recorder.total if closed else time.perf_counter() - recorder.started
+            done = recorder.total if by_count else time.perf_counter() - recorder.started
             progress.update(done)
             await asyncio.sleep(0.1)
 
@@ -247,7 +251,7 @@ def _open_loop_report(engine: Engine, schedule: Schedule) -> dict[str, Any]:
 def _config_report(plan: RunPlan) -> dict[str, Any]:
     load = plan.load
     return {
-        "requests": load.requests if load.rate is None else None,
+        "requests": load.requests if load.duration is None else None,
         "concurrency": load.concurrency,
         "rate": load.rate,
         "duration": load.duration,

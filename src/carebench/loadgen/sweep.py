@@ -1,0 +1,51 @@
+"""Sweeps: run every pattern at each level of offered load, to find peaks and knees."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from carebench.loadgen.machine import describe_machine
+from carebench.loadgen.runner import Progress, RunPlan, run_plan
+
+AXES = ("concurrency", "rate")
+
+
+def level_plan(plan: RunPlan, axis: str, level: float, duration: float) -> RunPlan:
+    """`plan` at one level: `level` closed-loop clients, or `level` arrivals per second."""
+    load = plan.load
+    if axis == "concurrency":
+        load = dataclasses.replace(load, concurrency=int(level), duration=duration, rate=None)
+    else:
+        load = dataclasses.replace(load, rate=float(level), duration=duration)
+    return dataclasses.replace(plan, load=load)
+
+
+def run_sweep(
+    plan: RunPlan,
+    axis: str,
+    levels: Sequence[float],
+    duration: float,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """A sweep document: one result per pattern per level, each tagged with its level."""
+    results: list[dict[str, Any]] = []
+    interrupted = False
+    for level in levels:
+        for result in run_plan(level_plan(plan, axis, level, duration), progress):
+            result["level"] = level
+            results.append(result)
+            interrupted = interrupted or result["interrupted"]
+        if interrupted:
+            break
+    return {
+        "schema_version": 1,
+        "kind": "sweep",
+        "axis": axis,
+        "levels": list(levels),
+        "duration_seconds": duration,
+        "interrupted": interrupted,
+        "machine": describe_machine(),
+        "results": results,
+    }
