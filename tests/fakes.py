@@ -24,7 +24,7 @@ class GatedBackend:
         self.peak_active = 0
         self.fail_ids: set[str] = set()
 
-    async def get_patient(self, patient_id: str) -> Patient:
+    async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
         self.calls.append(patient_id)
         self.active += 1
         self.peak_active = max(self.peak_active, self.active)

@@ -15,6 +15,7 @@ from carebench.cli import build_parser, main
 from carebench.cli import serve as serve_command
 from carebench.cli.options import milliseconds, seconds
 from carebench.patterns.base import PatternConfig
+from carebench.resilience.config import ResilienceConfig
 from carebench.server.config import ServerConfig
 
 
@@ -145,7 +146,7 @@ def test_valid_command_hands_configs_to_the_server(
     assert code == 0
     assert err == ""
     assert len(served) == 1
-    pattern, server, patterns, database = served[0]
+    pattern, server, patterns, database, resilience = served[0]
     assert pattern == "naive"
     assert isinstance(server, ServerConfig)
     assert server.port == 0
@@ -153,6 +154,7 @@ def test_valid_command_hands_configs_to_the_server(
     assert isinstance(database, SimulatorConfig)
     assert (database.min_latency, database.max_latency) == (0.01, 0.01)
     assert (database.error_rate, database.profile) == (0.0, "ideal")
+    assert resilience == ResilienceConfig()
 
 
 @pytest.mark.parametrize("text", ["50", "50ms", "0.05s", " 50 ms "])

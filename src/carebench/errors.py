@@ -26,3 +26,7 @@ class BackendError(Exception):
 
 class ClientGone(Exception):
     """The client disconnected before its request was worked on; no one reads the answer."""
+
+
+class RateLimited(Rejected):
+    """Refused by a rate limit (HTTP 429 with Retry-After), not by lack of capacity."""

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+#: Request priority classes, most urgent first (X-Request-Priority).
+PRIORITIES = ("critical", "standard", "batch")
+PRIORITY_RANK = {name: rank for rank, name in enumerate(PRIORITIES)}
+
 #: FHIR resource ids: https://hl7.org/fhir/datatypes.html#id
 PATIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 

@@ -17,6 +17,7 @@ import pytest
 
 from carebench.loadgen.config import LoadConfig
 from carebench.loadgen.runner import RunPlan, run_plan
+from carebench.patterns.base import pattern_names
 from carebench.server.process import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -36,11 +37,27 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
 
 def test_json_output_validates_and_counts_add_up() -> None:
     """--json prints one schema-valid result per pattern whose outcomes sum to --requests."""
-    result = run_cli("--requests", "200", "--concurrency", "20", "--json", *FAST_DB)
+    patterns = ",".join(pattern_names())
+    result = run_cli(
+        "--requests",
+        "200",
+        "--concurrency",
+        "20",
+        "--json",
+        "--pattern",
+        "all",
+        "--limit",
+        "50",
+        "--rate-limit",
+        "100000",
+        "--burst",
+        "1000",
+        *FAST_DB,
+    )
     assert result.returncode == 0, result.stderr
     results = json.loads(result.stdout)
     jsonschema.validate(results, schema())
-    assert [r["pattern"] for r in results] == ["naive", "workerpool", "optimized"]
+    assert ",".join(r["pattern"] for r in results) == patterns
     for r in results:
         assert r["total_requests"] == 200
         assert sum(r["outcomes"].values()) == 200

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from carebench.clock import ManualClock
 from carebench.models import Query
 from carebench.patterns.base import (
     Pattern,
@@ -19,6 +20,9 @@ from tests.fakes import GatedBackend
 
 WORKERS = 2
 QUEUE_SIZE = 3
+#: Small limits so every bounded pattern fills up quickly; the clock stays frozen, so a token
+#: bucket does not refill during a test.
+CONFIG = PatternConfig(workers=WORKERS, queue_size=QUEUE_SIZE, limit=WORKERS, burst=4)
 
 
 @pytest.fixture(params=pattern_names())
@@ -27,13 +31,13 @@ def pattern_name(request: pytest.FixtureRequest) -> str:
     return name
 
 
-BOUNDED = [name for name in pattern_names() if pattern_class(name).bounded]
+QUEUEING = [name for name in pattern_names() if getattr(pattern_class(name), "queues", False)]
 
 
-@pytest.fixture(params=BOUNDED)
-async def bounded(request: pytest.FixtureRequest, backend: GatedBackend) -> AsyncIterator[Pattern]:
-    """Each pattern that bounds concurrency (has workers and a queue)."""
-    built = create_pattern(request.param, backend, PatternConfig(WORKERS, QUEUE_SIZE))
+@pytest.fixture(params=QUEUEING)
+async def queueing(request: pytest.FixtureRequest, backend: GatedBackend) -> AsyncIterator[Pattern]:
+    """Each pattern that holds requests in a queue in front of its workers."""
+    built = create_pattern(request.param, backend, CONFIG, ManualClock())
     await built.start()
     yield built
     backend.release()
@@ -47,7 +51,7 @@ def backend() -> GatedBackend:
 
 @pytest.fixture
 async def pattern(pattern_name: str, backend: GatedBackend) -> AsyncIterator[Pattern]:
-    built = create_pattern(pattern_name, backend, PatternConfig(WORKERS, QUEUE_SIZE))
+    built = create_pattern(pattern_name, backend, CONFIG, ManualClock())
     await built.start()
     yield built
     backend.release()

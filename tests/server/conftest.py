@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from carebench.clock import ManualClock
 from carebench.patterns.base import PatternConfig, create_pattern, pattern_names
 from carebench.server.app import CareBenchApp
 from tests.fakes import GatedBackend
@@ -24,7 +25,10 @@ async def make_app(request: pytest.FixtureRequest) -> AsyncIterator[AppFactory]:
         backend: Any = None, workers: int = 2, queue_size: int = 2, request_timeout: float = 5.0
     ) -> tuple[CareBenchApp, httpx.AsyncClient]:
         backend = backend or GatedBackend(open_gate=True)
-        pattern = create_pattern(request.param, backend, PatternConfig(workers, queue_size))
+        config = PatternConfig(
+            workers, queue_size, limit=workers + queue_size, burst=workers + queue_size
+        )
+        pattern = create_pattern(request.param, backend, config, ManualClock())
         app = CareBenchApp(pattern, backend, request_timeout=request_timeout, drain_timeout=1.0)
         await app.startup()
         transport = httpx.ASGITransport(app=app)

@@ -97,10 +97,12 @@ async def test_deadline_is_504(make_app: AppFactory) -> None:
     assert app.metrics.count("timeout") == 1
 
 
-async def test_overload_is_503_with_retry_after_on_bounded_patterns(make_app: AppFactory) -> None:
-    """Bounded patterns answer overload with 503 + Retry-After; every request is counted once."""
+async def test_overload_is_refused_with_retry_after(make_app: AppFactory) -> None:
+    """Past capacity: 503 (429 when rate limited) + Retry-After; each request counted once."""
     backend = GatedBackend()
     app, client = await make_app(backend, workers=1, queue_size=1)
+    capacity = app.pattern.capacity
+    admitted = 5 if capacity is None else min(5, capacity)
     requests = [asyncio.create_task(client.get(f"/api/v1/patients?id=P{i}")) for i in range(5)]
     await backend.wait_active(1)
     for _ in range(50):
@@ -108,14 +110,12 @@ async def test_overload_is_503_with_retry_after_on_bounded_patterns(make_app: Ap
     backend.release()
     responses = await asyncio.gather(*requests)
     statuses = sorted(r.status_code for r in responses)
-    if app.pattern.bounded:
-        assert statuses == [200, 200, 503, 503, 503]
-        for response in responses:
-            if response.status_code == 503:
-                assert_error_shape(response, 503)
-                assert int(response.headers["retry-after"]) >= 1
-    else:
-        assert statuses == [200] * 5
+    refused = 429 if app.pattern.name == "ratelimit" else 503
+    assert statuses == [200] * admitted + [refused] * (5 - admitted)
+    for response in responses:
+        if response.status_code == refused:
+            assert_error_shape(response, refused)
+            assert int(response.headers["retry-after"]) >= 1
     snapshot = app.metrics.snapshot()
     assert snapshot["total_requests"] == 5
     parts = ("success", "error", "rejected", "timeout", "cancelled", "invalid")
@@ -154,7 +154,7 @@ async def test_health_does_not_query_the_backend(make_app: AppFactory) -> None:
 
 async def test_metrics_json_reflects_traffic_and_state(make_app: AppFactory) -> None:
     """/metrics has the reference's fields, pattern state, process state and an HdrHistogram."""
-    _, client = await make_app()
+    _, client = await make_app(queue_size=20)
     for i in range(10):
         await client.get(f"/api/v1/patients?id=P{i}")
     metrics = (await client.get("/metrics")).json()

@@ -15,8 +15,12 @@ class Backend(Protocol):
 
     name: str
 
-    async def get_patient(self, patient_id: str) -> Patient:
-        """The record for `patient_id`; raises `BackendError` when the backend fails."""
+    async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
+        """The record for `patient_id`; raises `BackendError` when the backend fails.
+
+        `deadline` (event-loop time) lets wrappers such as retries stay within the request's
+        budget; the caller still enforces it.
+        """
         ...
 
     def health(self) -> dict[str, Any]:

@@ -105,7 +105,7 @@ class SimulatedBackend:
         self.peak_active = 0
         self.waiting = 0
 
-    async def get_patient(self, patient_id: str) -> Patient:
+    async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
         """Sleep like a database would, then return the record or fail."""
         self.queries += 1
         if self._pool is None:

@@ -11,7 +11,9 @@ from rich.console import Console
 from carebench.cli.options import (
     add_database_options,
     add_pattern_options,
+    add_resilience_options,
     database_config,
+    forwarded_server_flags,
     pattern_config,
     seconds,
 )
@@ -89,7 +91,20 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
         default=5.0,
         help="server-side deadline per request (default 5)",
     )
+    server.add_argument(
+        "--critical-timeout",
+        type=seconds,
+        default=2.0,
+        help="server-side deadline of critical requests (default 2)",
+    )
+    server.add_argument(
+        "--batch-timeout",
+        type=seconds,
+        default=30.0,
+        help="server-side deadline of batch requests (default 30)",
+    )
     add_pattern_options(parser)
+    add_resilience_options(parser)
     add_database_options(parser)
 
 
@@ -108,37 +123,6 @@ def selected_patterns(spec: str) -> list[str]:
     if not names:
         raise ConfigError("--pattern: give all or at least one pattern name")
     return [check_pattern_name(name) for name in names]
-
-
-def server_args(args: argparse.Namespace) -> list[str]:
-    """The flags each started server gets (durations in seconds, which serve accepts)."""
-    flags = [
-        "--workers",
-        str(args.workers),
-        "--queue-size",
-        str(args.queue_size),
-        "--min-latency",
-        f"{args.min_latency}s",
-        "--max-latency",
-        f"{args.max_latency}s",
-        "--error-rate",
-        str(args.error_rate),
-        "--db-profile",
-        args.db_profile,
-        "--db-pool-size",
-        str(args.db_pool_size),
-        "--db-pool-timeout",
-        f"{args.db_pool_timeout}s",
-        "--db-contention",
-        str(args.db_contention),
-        "--db-coherency",
-        str(args.db_coherency),
-        "--request-timeout",
-        f"{args.request_timeout}s",
-    ]
-    if args.seed is not None:
-        flags += ["--seed", str(args.seed)]
-    return flags
 
 
 def build_plan(args: argparse.Namespace) -> RunPlan:
@@ -168,7 +152,7 @@ def build_plan(args: argparse.Namespace) -> RunPlan:
         load=load,
         mode="target" if args.target else args.mode,
         target=(args.target or "").rstrip("/") or None,
-        server_args=server_args(args),
+        server_args=forwarded_server_flags(args),
         pattern_config=patterns,
         database=database,
         request_timeout=args.request_timeout,

@@ -8,7 +8,8 @@ import re
 from typing import Any
 
 from carebench.backends.simulator import PROFILES, SimulatorConfig
-from carebench.patterns.base import PatternConfig
+from carebench.patterns.base import LIMIT_ALGORITHM_NAMES, PatternConfig
+from carebench.resilience.config import ResilienceConfig
 from carebench.server.config import LOG_LEVELS, ServerConfig
 
 ENV_PREFIX = "CAREBENCH_"
@@ -49,8 +50,76 @@ def add(group: Any, flag: str, *, default: Any, help: str, **kwargs: Any) -> Non
 
 def add_pattern_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pattern")
-    add(group, "--workers", type=int, default=20, help="worker tasks (default 20)")
-    add(group, "--queue-size", type=int, default=100, help="bounded queue capacity (default 100)")
+    d = PatternConfig()
+    add(group, "--workers", type=int, default=d.workers, help="worker tasks (default 20)")
+    add(
+        group,
+        "--queue-size",
+        type=int,
+        default=d.queue_size,
+        help="bounded queue capacity (default 100)",
+    )
+    add(
+        group,
+        "--limit",
+        type=int,
+        default=d.limit,
+        help="semaphore: requests in flight at most (default 20)",
+    )
+    add(
+        group,
+        "--max-wait",
+        type=seconds,
+        default=str(d.max_wait),
+        help="semaphore: seconds to wait for a permit before rejecting (default 0)",
+    )
+    add(
+        group,
+        "--rate-limit",
+        type=float,
+        default=d.rate_limit,
+        help="ratelimit: requests per second admitted (default 100)",
+    )
+    add(group, "--burst", type=int, default=d.burst, help="ratelimit: bucket size (default 20)")
+    add(
+        group,
+        "--limit-algorithm",
+        default=d.limit_algorithm,
+        metavar="{" + ",".join(LIMIT_ALGORITHM_NAMES) + "}",
+        help="adaptive: how the limit is learned (default gradient2)",
+    )
+
+
+def add_resilience_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("resilience (combines with any pattern)")
+    d = ResilienceConfig()
+    add(
+        group,
+        "--retries",
+        type=int,
+        default=d.retries,
+        help="retry transient database errors up to N times (default 0)",
+    )
+    group.add_argument(
+        "--circuit-breaker",
+        action="store_true",
+        default=os.environ.get(ENV_PREFIX + "CIRCUIT_BREAKER", "") not in ("", "0"),
+        help="fail fast while the database keeps failing [env CAREBENCH_CIRCUIT_BREAKER]",
+    )
+    add(
+        group,
+        "--breaker-threshold",
+        type=int,
+        default=d.breaker_threshold,
+        help="consecutive failures that open the circuit (default 5)",
+    )
+    add(
+        group,
+        "--breaker-reset",
+        type=seconds,
+        default=str(d.breaker_reset),
+        help="seconds the circuit stays open before a probe (default 5)",
+    )
 
 
 def add_database_options(parser: argparse.ArgumentParser) -> None:
@@ -129,6 +198,20 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     )
     add(
         group,
+        "--critical-timeout",
+        type=seconds,
+        default=str(d.critical_timeout),
+        help="deadline of X-Request-Priority: critical requests (default 2)",
+    )
+    add(
+        group,
+        "--batch-timeout",
+        type=seconds,
+        default=str(d.batch_timeout),
+        help="deadline of X-Request-Priority: batch requests (default 30)",
+    )
+    add(
+        group,
         "--drain-timeout",
         type=seconds,
         default=str(d.drain_timeout),
@@ -144,7 +227,63 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
 
 
 def pattern_config(args: argparse.Namespace) -> PatternConfig:
-    return PatternConfig(workers=args.workers, queue_size=args.queue_size)
+    return PatternConfig(
+        workers=args.workers,
+        queue_size=args.queue_size,
+        limit=args.limit,
+        max_wait=args.max_wait,
+        rate_limit=args.rate_limit,
+        burst=args.burst,
+        limit_algorithm=args.limit_algorithm,
+    )
+
+
+def resilience_config(args: argparse.Namespace) -> ResilienceConfig:
+    return ResilienceConfig(
+        retries=args.retries,
+        circuit_breaker=args.circuit_breaker,
+        breaker_threshold=args.breaker_threshold,
+        breaker_reset=args.breaker_reset,
+    )
+
+
+#: Flags a load test passes on to each server it starts: (flag, argparse dest, unit suffix).
+FORWARDED_FLAGS = (
+    ("--workers", "workers", ""),
+    ("--queue-size", "queue_size", ""),
+    ("--limit", "limit", ""),
+    ("--max-wait", "max_wait", "s"),
+    ("--rate-limit", "rate_limit", ""),
+    ("--burst", "burst", ""),
+    ("--limit-algorithm", "limit_algorithm", ""),
+    ("--min-latency", "min_latency", "s"),
+    ("--max-latency", "max_latency", "s"),
+    ("--error-rate", "error_rate", ""),
+    ("--db-profile", "db_profile", ""),
+    ("--db-pool-size", "db_pool_size", ""),
+    ("--db-pool-timeout", "db_pool_timeout", "s"),
+    ("--db-contention", "db_contention", ""),
+    ("--db-coherency", "db_coherency", ""),
+    ("--request-timeout", "request_timeout", "s"),
+    ("--critical-timeout", "critical_timeout", "s"),
+    ("--batch-timeout", "batch_timeout", "s"),
+    ("--retries", "retries", ""),
+    ("--breaker-threshold", "breaker_threshold", ""),
+    ("--breaker-reset", "breaker_reset", "s"),
+    ("--seed", "seed", ""),
+)
+
+
+def forwarded_server_flags(args: argparse.Namespace) -> list[str]:
+    """The server flags of a load test or sweep, as arguments for `carebench serve`."""
+    flags: list[str] = []
+    for flag, dest, unit in FORWARDED_FLAGS:
+        value = getattr(args, dest, None)
+        if value is not None:
+            flags += [flag, f"{value}{unit}"]
+    if getattr(args, "circuit_breaker", False):
+        flags.append("--circuit-breaker")
+    return flags
 
 
 def database_config(args: argparse.Namespace) -> SimulatorConfig:
@@ -166,6 +305,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         port=args.port,
         request_timeout=args.request_timeout,
+        critical_timeout=args.critical_timeout,
+        batch_timeout=args.batch_timeout,
         drain_timeout=args.drain_timeout,
         log_level=args.log_level,
         quiet=getattr(args, "quiet", False),

@@ -9,9 +9,11 @@ from carebench.cli.options import (
     add,
     add_database_options,
     add_pattern_options,
+    add_resilience_options,
     add_server_options,
     database_config,
     pattern_config,
+    resilience_config,
     server_config,
 )
 from carebench.patterns.base import check_pattern_name, pattern_names
@@ -35,10 +37,17 @@ def register(commands: Any) -> None:
     parser.add_argument("--quiet", action="store_true", help="no start-up banner")
     add_server_options(parser)
     add_pattern_options(parser)
+    add_resilience_options(parser)
     add_database_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     pattern = check_pattern_name(args.pattern)
-    return serve(pattern, server_config(args), pattern_config(args), database_config(args))
+    return serve(
+        pattern,
+        server_config(args),
+        pattern_config(args),
+        database_config(args),
+        resilience_config(args),
+    )

@@ -10,8 +10,14 @@ from typing import Any
 
 from rich.console import Console
 
-from carebench.cli.loadtest import selected_patterns, server_args
-from carebench.cli.options import add_database_options, add_pattern_options, seconds
+from carebench.cli.loadtest import selected_patterns
+from carebench.cli.options import (
+    add_database_options,
+    add_pattern_options,
+    add_resilience_options,
+    forwarded_server_flags,
+    seconds,
+)
 from carebench.errors import ConfigError
 from carebench.loadgen.config import LoadConfig
 from carebench.loadgen.ids import parse_ids
@@ -50,7 +56,20 @@ def register(commands: Any) -> None:
         default=5.0,
         help="server-side deadline per request (default 5)",
     )
+    parser.add_argument(
+        "--critical-timeout",
+        type=seconds,
+        default=2.0,
+        help="server-side deadline of critical requests (default 2)",
+    )
+    parser.add_argument(
+        "--batch-timeout",
+        type=seconds,
+        default=30.0,
+        help="server-side deadline of batch requests (default 30)",
+    )
     add_pattern_options(parser)
+    add_resilience_options(parser)
     add_database_options(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true", help="print the sweep as JSON on stdout")
@@ -91,7 +110,7 @@ def build(args: argparse.Namespace) -> tuple[RunPlan, str, list[float]]:
     plan = RunPlan(
         patterns=selected_patterns(args.pattern),
         load=load,
-        server_args=server_args(args),
+        server_args=forwarded_server_flags(args),
         request_timeout=args.request_timeout,
     )
     return plan, axis, levels

@@ -89,7 +89,7 @@ def run_plan(plan: RunPlan, progress: Progress | None = None) -> list[dict[str, 
     """
     progress = progress or NoProgress()
     machine = describe_machine()
-    results = []
+    results: list[dict[str, Any]] = []
     labels = ["target"] if plan.mode == "target" else list(plan.patterns)
     for label in labels:
         try:

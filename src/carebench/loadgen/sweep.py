@@ -10,6 +10,7 @@ from carebench.loadgen.machine import describe_machine
 from carebench.loadgen.runner import Progress, RunPlan, run_plan
 
 AXES = ("concurrency", "rate")
+SWEEP_SCHEMA_VERSION = 1
 
 
 def level_plan(plan: RunPlan, axis: str, level: float, duration: float) -> RunPlan:
@@ -40,7 +41,7 @@ def run_sweep(
         if interrupted:
             break
     return {
-        "schema_version": 1,
+        "schema_version": SWEEP_SCHEMA_VERSION,
         "kind": "sweep",
         "axis": axis,
         "levels": list(levels),

@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from carebench.backends.base import Backend
+from carebench.clock import Clock, MonotonicClock
 from carebench.errors import ConfigError, DeadlineExceeded
 from carebench.models import Patient, Query
 from carebench.responses import ResponseEncoder
 
 T = TypeVar("T")
+
+
+LIMIT_ALGORITHM_NAMES = ("gradient2", "aimd", "vegas")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,12 +26,30 @@ class PatternConfig:
 
     workers: int = 20
     queue_size: int = 100
+    limit: int = 20
+    max_wait: float = 0.0
+    rate_limit: float = 100.0
+    burst: int = 20
+    limit_algorithm: str = "gradient2"
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ConfigError(f"--workers ({self.workers}) must be >= 1")
         if self.queue_size < 0:
             raise ConfigError(f"--queue-size ({self.queue_size}) must be >= 0")
+        if self.limit < 1:
+            raise ConfigError(f"--limit ({self.limit}) must be >= 1")
+        if self.max_wait < 0:
+            raise ConfigError(f"--max-wait ({self.max_wait:g}) must be >= 0 seconds")
+        if self.rate_limit <= 0:
+            raise ConfigError(f"--rate-limit ({self.rate_limit:g}) must be > 0 per second")
+        if self.burst < 1:
+            raise ConfigError(f"--burst ({self.burst}) must be >= 1")
+        if self.limit_algorithm not in LIMIT_ALGORITHM_NAMES:
+            valid = ", ".join(LIMIT_ALGORITHM_NAMES)
+            raise ConfigError(
+                f"--limit-algorithm: unknown {self.limit_algorithm!r} (valid: {valid})"
+            )
 
 
 @runtime_checkable
@@ -39,9 +61,19 @@ class Pattern(Protocol):
     """
 
     name: str
-    #: Whether the pattern ever rejects (bounds concurrency); naive does not.
+    #: Whether the pattern ever rejects; naive does not.
     bounded: bool
     encoder: ResponseEncoder
+
+    @property
+    def capacity(self) -> int | None:
+        """Requests it admits right now before rejecting (queued included); None = unbounded."""
+        ...
+
+    @property
+    def backend_concurrency(self) -> int | None:
+        """The most backend queries it runs at once; None = unbounded."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -59,6 +91,9 @@ PATTERNS: dict[str, str] = {
     "naive": "carebench.patterns.naive:NaivePattern",
     "workerpool": "carebench.patterns.workerpool:WorkerPoolPattern",
     "optimized": "carebench.patterns.optimized:OptimizedPattern",
+    "semaphore": "carebench.patterns.semaphore:SemaphorePattern",
+    "ratelimit": "carebench.patterns.ratelimit:RateLimitPattern",
+    "adaptive": "carebench.patterns.adaptive:AdaptivePattern",
 }
 
 
@@ -80,9 +115,11 @@ def pattern_class(name: str) -> type[Any]:
     return cls
 
 
-def create_pattern(name: str, backend: Backend, config: PatternConfig) -> Pattern:
-    """Instantiate the pattern registered as `name`."""
-    pattern: Pattern = pattern_class(name)(backend, config)
+def create_pattern(
+    name: str, backend: Backend, config: PatternConfig, clock: Clock | None = None
+) -> Pattern:
+    """Instantiate the pattern registered as `name` (`clock` lets tests drive time)."""
+    pattern: Pattern = pattern_class(name)(backend, config, clock or MonotonicClock())
     return pattern
 
 

@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 from carebench.backends.base import Backend
+from carebench.clock import Clock
 from carebench.errors import Rejected
 from carebench.models import Patient, Query
 from carebench.patterns.base import PatternConfig, check_deadline, within_deadline
@@ -23,12 +24,20 @@ class NaivePattern:
     name = "naive"
     bounded = False
 
-    def __init__(self, backend: Backend, config: PatternConfig) -> None:
+    def __init__(self, backend: Backend, config: PatternConfig, clock: Clock | None = None) -> None:
         self._backend = backend
         self.encoder = PlainResponseEncoder()
         self._tasks: set[asyncio.Task[Patient]] = set()
         self._closing = False
         self.peak_in_flight = 0
+
+    @property
+    def capacity(self) -> None:
+        return None
+
+    @property
+    def backend_concurrency(self) -> None:
+        return None
 
     async def start(self) -> None:
         """Nothing to start: tasks are created per request."""
@@ -37,7 +46,9 @@ class NaivePattern:
         if self._closing:
             raise Rejected("server is shutting down")
         check_deadline(query)
-        task = asyncio.get_running_loop().create_task(self._backend.get_patient(query.patient_id))
+        task = asyncio.get_running_loop().create_task(
+            self._backend.get_patient(query.patient_id, query.deadline)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self.peak_in_flight = max(self.peak_in_flight, len(self._tasks))

@@ -15,6 +15,7 @@ import asyncio
 from typing import Any
 
 from carebench.backends.base import Backend
+from carebench.clock import Clock
 from carebench.models import Patient, Query
 from carebench.patterns.base import PatternConfig
 from carebench.patterns.pooling import ObjectPool, PooledResponseEncoder
@@ -32,8 +33,8 @@ class OptimizedPattern(WorkerPoolPattern):
 
     name = "optimized"
 
-    def __init__(self, backend: Backend, config: PatternConfig) -> None:
-        super().__init__(backend, config)
+    def __init__(self, backend: Backend, config: PatternConfig, clock: Clock | None = None) -> None:
+        super().__init__(backend, config, clock)
         self.jobs: ObjectPool[Job] = ObjectPool(Job, scrub_job)
         self.response_encoder = PooledResponseEncoder()
         self.encoder = self.response_encoder

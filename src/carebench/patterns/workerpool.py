@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from carebench.backends.base import Backend
+from carebench.clock import Clock
 from carebench.errors import ClientGone, Rejected
-from carebench.models import Patient, Query
+from carebench.models import PRIORITY_RANK, Patient, Query
 from carebench.patterns.base import PatternConfig, check_deadline, within_deadline
+from carebench.patterns.priority import ClassQueue
 from carebench.responses import PlainResponseEncoder, ResponseEncoder
 
 #: Weight of the newest sample in the service-time average behind Retry-After.
@@ -44,12 +46,14 @@ class WorkerPoolPattern:
 
     name = "workerpool"
     bounded = True
+    #: Holds admitted requests in a queue until a worker is free.
+    queues = True
 
-    def __init__(self, backend: Backend, config: PatternConfig) -> None:
+    def __init__(self, backend: Backend, config: PatternConfig, clock: Clock | None = None) -> None:
         self._backend = backend
         self.config = config
         self.encoder: ResponseEncoder = PlainResponseEncoder()
-        self._queue: deque[Job] = deque()
+        self._queue: ClassQueue[Job] = ClassQueue(config.queue_size)
         self._idle: deque[asyncio.Future[Job | None]] = deque()
         self._workers: list[asyncio.Task[None]] = []
         self._busy = 0
@@ -59,6 +63,14 @@ class WorkerPoolPattern:
         self.expired_in_queue = 0
         self.skipped_client_gone = 0
         self.rejected_queue_full = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.config.workers + self.config.queue_size
+
+    @property
+    def backend_concurrency(self) -> int:
+        return self.config.workers
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -74,7 +86,7 @@ class WorkerPoolPattern:
         future: asyncio.Future[Patient] = asyncio.get_running_loop().create_future()
         job = self._make_job(query, future)
         try:
-            if not self._dispatch(job):
+            if not self._dispatch(job, PRIORITY_RANK[query.priority]):
                 self.rejected_queue_full += 1
                 raise Rejected("queue full", retry_after=self.retry_after())
             job.holders += 1
@@ -82,17 +94,23 @@ class WorkerPoolPattern:
         finally:
             self._release(job)
 
-    def _dispatch(self, job: Job) -> bool:
-        """Hand `job` to an idle worker, else queue it if there is room."""
+    def _dispatch(self, job: Job, rank: int) -> bool:
+        """Hand `job` to an idle worker, else queue it (shedding less urgent work if full)."""
         while self._idle:
             waiter = self._idle.popleft()
             if not waiter.done():
                 waiter.set_result(job)
                 return True
-        if len(self._queue) < self.config.queue_size:
-            self._queue.append(job)
-            return True
-        return False
+        accepted, shed = self._queue.push(job, rank)
+        if shed is not None:
+            self._refuse(shed, Rejected("shed for more urgent work", self.retry_after()))
+        return accepted
+
+    def _refuse(self, job: Job, error: Exception) -> None:
+        """Answer a queued job with `error` and let go of it."""
+        if job.future is not None and not job.future.done():
+            job.future.set_exception(error)
+        self._release(job)
 
     def retry_after(self) -> float:
         """Seconds until the current backlog should have drained (at least 1)."""
@@ -103,7 +121,7 @@ class WorkerPoolPattern:
         loop = asyncio.get_running_loop()
         while True:
             if self._queue:
-                job: Job | None = self._queue.popleft()
+                job: Job | None = self._queue.pop()
             else:
                 waiter: asyncio.Future[Job | None] = loop.create_future()
                 self._idle.append(waiter)
@@ -131,7 +149,7 @@ class WorkerPoolPattern:
         started = loop.time()
         try:
             patient = await within_deadline(
-                self._backend.get_patient(query.patient_id), query.deadline
+                self._backend.get_patient(query.patient_id, query.deadline), query.deadline
             )
         except asyncio.CancelledError:
             if not future.done():
@@ -159,6 +177,8 @@ class WorkerPoolPattern:
             "name": self.name,
             "in_flight": self._busy + len(self._queue),
             "queued": len(self._queue),
+            "queued_by_priority": self._queue.depth_by_class(),
+            "shed_for_priority": self._queue.shed,
             "queue_capacity": self.config.queue_size,
             "workers": self.config.workers,
             "workers_busy": self._busy,
@@ -173,11 +193,8 @@ class WorkerPoolPattern:
         if self._queue or self._busy:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), drain_timeout)
-        while self._queue:
-            job = self._queue.popleft()
-            if job.future is not None and not job.future.done():
-                job.future.set_exception(Rejected("server shut down before the request ran"))
-            self._release(job)
+        for job in self._queue.drain():
+            self._refuse(job, Rejected("server shut down before the request ran"))
         for waiter in self._idle:
             if not waiter.done():
                 waiter.set_result(None)

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import io
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+
+from carebench.report.export import CSV_COLUMNS, csv_rows
+from carebench.report.terminal import summary_table, winner_lines
 
 #: The p99 "knee": the first level whose p99 exceeds this multiple of the lowest level's.
 KNEE_FACTOR = 2.0
 
 
-@dataclass(frozen=True, slots=True)
-class SweepReading:
-    pattern: str
-    peak_level: float
-    peak_throughput: float
-    knee_level: float | None
-
-
-def by_pattern(sweep: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Each pattern's results, in increasing level."""
+def sweep_series(sweep: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A sweep's results grouped by pattern (first-seen order), each sorted by level."""
     series: dict[str, list[dict[str, Any]]] = {}
     for result in sweep["results"]:
         series.setdefault(str(result["pattern"]), []).append(result)
@@ -30,55 +26,67 @@ def by_pattern(sweep: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def read_series(pattern: str, points: list[dict[str, Any]]) -> SweepReading:
-    """Throughput peak (level and value) and p99 knee of one pattern's series."""
-    peak = max(points, key=lambda r: float(r["requests_per_second"]))
-    base = float(points[0]["latency_ms"]["p99"])
-    knee = next(
-        (
-            float(r["level"])
-            for r in points[1:]
-            if float(r["latency_ms"]["p99"]) > KNEE_FACTOR * base
-        ),
-        None,
-    )
-    return SweepReading(pattern, float(peak["level"]), float(peak["requests_per_second"]), knee)
+def throughput_peak(points: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The result with the highest throughput (the lowest level wins a tie)."""
+    if not points:
+        return None
+    return max(points, key=lambda r: (r["requests_per_second"], -float(r["level"])))
 
 
-def readings(sweep: dict[str, Any]) -> list[SweepReading]:
-    return [read_series(name, points) for name, points in by_pattern(sweep).items()]
+def p99_knee(points: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first result whose p99 exceeds KNEE_FACTOR x the p99 at the lowest level."""
+    if not points:
+        return None
+    baseline = points[0]["latency_ms"]["p99"]
+    if baseline <= 0:
+        return None
+    return next((r for r in points[1:] if r["latency_ms"]["p99"] > KNEE_FACTOR * baseline), None)
+
+
+def sweep_lines(sweep: dict[str, Any]) -> list[str]:
+    """Per pattern: where its throughput peaked and where its p99 bent upwards."""
+    unit = "clients" if sweep["axis"] == "concurrency" else "req/s offered"
+    lines = []
+    for name, points in sweep_series(sweep).items():
+        peak, knee = throughput_peak(points), p99_knee(points)
+        text = name
+        if peak:
+            text += (
+                f": throughput peaks at {peak['level']:g} {unit} "
+                f"({peak['requests_per_second']:.1f} req/s)"
+            )
+        if knee:
+            text += f"; p99 passes {KNEE_FACTOR:g}x its lowest-level value at {knee['level']:g}"
+        else:
+            text += f"; p99 stays within {KNEE_FACTOR:g}x of its lowest-level value"
+        lines.append(text)
+    return lines
 
 
 def print_sweep(sweep: dict[str, Any], console: Console) -> None:
-    """A table per pattern, then one line per pattern on its peak and knee."""
+    """One comparison table (and winner) per level, then each pattern's peak and p99 knee."""
     axis = sweep["axis"]
-    for name, points in by_pattern(sweep).items():
-        table = Table(title=f"{name}", title_justify="left")
-        for column in (axis, "req/s", "goodput/s", "p50 ms", "p99 ms", "errors %", "rejected %"):
-            table.add_column(column, justify="right")
-        for r in points:
-            lat = r["latency_ms"]
-            table.add_row(
-                f"{r['level']:g}",
-                f"{r['requests_per_second']:.1f}",
-                f"{r['goodput_per_second']:.1f}",
-                f"{lat['median']:.1f}",
-                f"{lat['p99']:.1f}",
-                f"{r['error_rate_percent']:.2f}",
-                f"{r['rejection_rate_percent']:.2f}",
-            )
+    for level in sweep["levels"]:
+        at_level = [r for r in sweep["results"] if r["level"] == level]
+        if not at_level:
+            continue
+        table = summary_table(at_level)
+        table.title = f"{axis} = {level:g}"
         console.print(table)
-    unit = "clients" if axis == "concurrency" else "req/s offered"
-    for reading in readings(sweep):
-        knee = (
-            f"p99 passes {KNEE_FACTOR:g}x its lowest-level value at {reading.knee_level:g} {unit}"
-            if reading.knee_level is not None
-            else f"p99 stays within {KNEE_FACTOR:g}x of its lowest-level value"
-        )
-        console.print(
-            f"{reading.pattern}: throughput peaks at {reading.peak_level:g} {unit} "
-            f"({reading.peak_throughput:.1f} req/s); {knee}",
-            highlight=False,
-        )
+        for line in winner_lines(at_level):
+            console.print(line, highlight=False)
+        console.print()
+    for line in sweep_lines(sweep):
+        console.print(line, highlight=False)
     if sweep.get("interrupted"):
         console.print("(interrupted: partial sweep)")
+
+
+def sweep_csv(sweep: dict[str, Any]) -> str:
+    """The loadtest CSV columns, one row per pattern per level, with the level first."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=("level", *CSV_COLUMNS))
+    writer.writeheader()
+    for result, row in zip(sweep["results"], csv_rows(sweep["results"]), strict=True):
+        writer.writerow({"level": result["level"], **row})
+    return out.getvalue()

@@ -16,20 +16,22 @@ from urllib.parse import parse_qsl
 
 from carebench import __version__
 from carebench.backends.base import Backend
-from carebench.errors import BackendError, ClientGone, DeadlineExceeded, Rejected
+from carebench.errors import BackendError, ClientGone, DeadlineExceeded, RateLimited, Rejected
 from carebench.metrics.process import process_stats
 from carebench.metrics.prometheus import CONTENT_TYPE, CarebenchCollector, build_registry, render
 from carebench.metrics.requests import RequestMetrics
-from carebench.models import Query, is_valid_patient_id
+from carebench.models import PRIORITY_RANK, Query, is_valid_patient_id
 from carebench.patterns.base import Pattern
 from carebench.responses import encode_error
-from carebench.server.http import Receive, Scope, Send, send_body, send_json
+from carebench.server.http import Receive, Scope, Send, header_value, send_body, send_json
 from carebench.server.http import request_id_from as _request_id
 
 log = logging.getLogger("carebench.server")
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 PATIENTS_PATH = "/api/v1/patients"
+#: ER/ICU lookups cannot wait long; reporting queries can (the reference README's advice).
+DEFAULT_CLASS_TIMEOUTS = {"critical": 2.0, "standard": 5.0, "batch": 30.0}
 #: Nginx's code for "client closed request": logged and counted, never sent.
 CLIENT_CLOSED = 499
 
@@ -43,11 +45,15 @@ class CareBenchApp:
         backend: Backend,
         request_timeout: float = 5.0,
         drain_timeout: float = 10.0,
+        class_timeouts: dict[str, float] | None = None,
     ) -> None:
         self.pattern = pattern
         self.backend = backend
         self.request_timeout = request_timeout
         self.drain_timeout = drain_timeout
+        #: Deadline per priority class; standard is --request-timeout.
+        self.deadlines = {**DEFAULT_CLASS_TIMEOUTS, **(class_timeouts or {})}
+        self.deadlines["standard"] = request_timeout
         self.metrics = RequestMetrics(pattern.name)
         self._registry = build_registry(
             CarebenchCollector(self.metrics, pattern.stats, backend.stats)
@@ -95,8 +101,19 @@ class CareBenchApp:
             await _error(send, 400, message, request_id)
             self.metrics.record("invalid", time.perf_counter() - started, 400)
             return
+        priority = header_value(scope["headers"], b"x-request-priority") or "standard"
+        if priority not in PRIORITY_RANK:
+            await _error(
+                send,
+                400,
+                f"invalid X-Request-Priority {priority!r}: use critical, standard or batch",
+                request_id,
+            )
+            self.metrics.record("invalid", time.perf_counter() - started, 400)
+            return
         loop = asyncio.get_running_loop()
-        query = Query(patient_id, loop.time() + self.request_timeout, request_id)
+        deadline = self.deadlines[priority]
+        query = Query(patient_id, loop.time() + deadline, request_id, priority)
         watcher = loop.create_task(_watch_disconnect(receive, query))
         try:
             outcome, status = await self._answer(query, send)
@@ -109,6 +126,12 @@ class CareBenchApp:
         request_id = query.request_id
         try:
             patient = await self.pattern.submit(query)
+        except RateLimited as limited:
+            retry = str(max(1, math.ceil(limited.retry_after))).encode()
+            await _error(
+                send, 429, f"rate limited: {limited.reason}", request_id, [(b"retry-after", retry)]
+            )
+            return "rejected", 429
         except Rejected as rejected:
             retry = str(max(1, math.ceil(rejected.retry_after))).encode()
             await _error(
@@ -116,7 +139,10 @@ class CareBenchApp:
             )
             return "rejected", 503
         except DeadlineExceeded:
-            await _error(send, 504, f"deadline exceeded ({self.request_timeout:g}s)", request_id)
+            budget = self.deadlines[query.priority]
+            await _error(
+                send, 504, f"deadline exceeded ({budget:g}s, {query.priority})", request_id
+            )
             return "timeout", 504
         except BackendError as failure:
             await _error(send, 500, f"database error: {failure}", request_id)

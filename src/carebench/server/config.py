@@ -16,6 +16,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     request_timeout: float = 5.0
+    critical_timeout: float = 2.0
+    batch_timeout: float = 30.0
     drain_timeout: float = 10.0
     log_level: str = "warning"
     quiet: bool = False
@@ -23,8 +25,22 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port ({self.port}) must be between 0 and 65535 (0 = any free)")
-        if self.request_timeout <= 0:
-            raise ConfigError(f"--request-timeout ({self.request_timeout:g}) must be > 0")
+        for flag, value in (
+            ("--request-timeout", self.request_timeout),
+            ("--critical-timeout", self.critical_timeout),
+            ("--batch-timeout", self.batch_timeout),
+        ):
+            if value <= 0:
+                raise ConfigError(f"{flag} ({value:g}) must be > 0")
+
+    @property
+    def class_timeouts(self) -> dict[str, float]:
+        """Deadline per X-Request-Priority class."""
+        return {
+            "critical": self.critical_timeout,
+            "standard": self.request_timeout,
+            "batch": self.batch_timeout,
+        }
         if self.drain_timeout < 0:
             raise ConfigError(f"--drain-timeout ({self.drain_timeout:g}) must be >= 0")
         if self.log_level not in LOG_LEVELS:

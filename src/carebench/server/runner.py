@@ -15,6 +15,7 @@ import uvicorn
 from carebench import __version__
 from carebench.backends.simulator import SimulatedBackend, SimulatorConfig
 from carebench.patterns.base import PatternConfig, create_pattern
+from carebench.resilience.config import ResilienceConfig, wrap_backend
 from carebench.server.app import CareBenchApp
 from carebench.server.config import ServerConfig
 
@@ -24,14 +25,19 @@ class StartupError(RuntimeError):
 
 
 def build_app(
-    pattern: str, server: ServerConfig, patterns: PatternConfig, database: SimulatorConfig
+    pattern: str,
+    server: ServerConfig,
+    patterns: PatternConfig,
+    database: SimulatorConfig,
+    resilience: ResilienceConfig | None = None,
 ) -> CareBenchApp:
-    backend = SimulatedBackend(database)
+    backend = wrap_backend(SimulatedBackend(database), resilience or ResilienceConfig())
     return CareBenchApp(
         create_pattern(pattern, backend, patterns),
         backend,
         request_timeout=server.request_timeout,
         drain_timeout=server.drain_timeout,
+        class_timeouts=server.class_timeouts,
     )
 
 
@@ -80,7 +86,8 @@ def banner_lines(
             f"(throughput peaks near {database.peak_concurrency():.0f} concurrent queries)",
         ]
     lines += [
-        f"  request timeout  {server.request_timeout:g}s",
+        f"  deadlines        critical {server.critical_timeout:g}s, standard "
+        f"{server.request_timeout:g}s, batch {server.batch_timeout:g}s",
         f"  seed             {database.seed if database.seed is not None else 'random'}",
     ]
     return lines
@@ -91,10 +98,11 @@ def serve(
     server: ServerConfig,
     patterns: PatternConfig,
     database: SimulatorConfig,
+    resilience: ResilienceConfig | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
     """Serve until SIGINT/SIGTERM, drain, print final stats; the exit status."""
-    app = build_app(pattern, server, patterns, database)
+    app = build_app(pattern, server, patterns, database, resilience)
     sock = bind_socket(server.host, server.port)
     if not server.quiet:
         print("\n".join(banner_lines(pattern, server, patterns, database)), file=out)

@@ -1,0 +1,44 @@
+"""A token bucket with an injectable clock.
+
+Not aiolimiter: its `AsyncLimiter` is a leaky bucket built to make callers *wait*, reads the
+event loop's clock directly (tests could not drive time by hand), and keeps the level it
+would need for a Retry-After in private state. Rejecting at once with an exact Retry-After
+takes the dozen lines below.
+"""
+
+from __future__ import annotations
+
+from carebench.clock import Clock
+
+
+class TokenBucket:
+    """`burst` tokens at most, refilled at `rate` per second; one token per request."""
+
+    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._updated = clock.now()
+
+    def _refill(self) -> None:
+        now = self._clock.now()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+
+    def try_take(self) -> bool:
+        """Take a token if one is available."""
+        self._refill()
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    @property
+    def tokens(self) -> float:
+        self._refill()
+        return self._tokens
+
+    def wait_time(self) -> float:
+        """Seconds until the next token (0 when one is available now)."""
+        return max(0.0, (1.0 - self.tokens) / self.rate)

@@ -1,0 +1,102 @@
+"""adaptive: a concurrency limit that discovers the backend's capacity (Netflix
+concurrency-limits, Envoy's adaptive concurrency filter).
+
+Requests beyond the current limit are rejected at once (503). Every completed request feeds
+the limit algorithm (`--limit-algorithm gradient2|aimd|vegas`) with its round-trip time, the
+number in flight when it started, and whether it was dropped (backend error or deadline), so
+the limit rises while latency stays flat and falls when latency inflates or errors rise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from carebench.backends.base import Backend
+from carebench.clock import Clock, MonotonicClock
+from carebench.errors import BackendError, DeadlineExceeded, Rejected
+from carebench.limits.base import create_limit
+from carebench.models import Patient, Query
+from carebench.patterns.base import PatternConfig, check_deadline, within_deadline
+from carebench.patterns.inflight import InFlight
+from carebench.responses import PlainResponseEncoder, ResponseEncoder
+
+
+class AdaptivePattern:
+    """Admit while in flight < the algorithm's limit; learn the limit from every response."""
+
+    name = "adaptive"
+    bounded = True
+
+    def __init__(self, backend: Backend, config: PatternConfig, clock: Clock | None = None) -> None:
+        self._backend = backend
+        self._clock = clock or MonotonicClock()
+        self.algorithm = create_limit(config.limit_algorithm)
+        self.encoder: ResponseEncoder = PlainResponseEncoder()
+        self._in_flight = InFlight()
+        self._closing = False
+        self.rejected = 0
+        self.min_rtt = 0.0
+        self.sample_rtt = 0.0
+
+    @property
+    def limit(self) -> int:
+        return self.algorithm.limit
+
+    @property
+    def capacity(self) -> int:
+        return self.algorithm.limit
+
+    @property
+    def backend_concurrency(self) -> int:
+        return self.algorithm.limit
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def submit(self, query: Query) -> Patient:
+        if self._closing:
+            raise Rejected("server is shutting down")
+        check_deadline(query)
+        if self._in_flight.count >= self.algorithm.limit:
+            self.rejected += 1
+            raise Rejected(f"adaptive concurrency limit ({self.algorithm.limit}) reached")
+        in_flight = self._in_flight.enter() + 1
+        started = self._clock.now()
+        dropped = False
+        try:
+            return await within_deadline(
+                self._backend.get_patient(query.patient_id, query.deadline), query.deadline
+            )
+        except (BackendError, DeadlineExceeded):
+            dropped = True
+            raise
+        finally:
+            self._in_flight.exit()
+            self._observe(self._clock.now() - started, in_flight, dropped)
+
+    def _observe(self, rtt: float, in_flight: int, dropped: bool) -> None:
+        self.sample_rtt = rtt
+        if not dropped and (self.min_rtt == 0.0 or rtt < self.min_rtt):
+            self.min_rtt = rtt
+        self.algorithm.on_sample(rtt, in_flight, dropped)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in_flight": self._in_flight.count,
+            "peak_in_flight": self._in_flight.peak,
+            "limit": self.algorithm.limit,
+            "queued": 0,
+            "queue_capacity": None,
+            "workers": None,
+            "workers_busy": None,
+            "min_rtt_ms": round(self.min_rtt * 1000, 3),
+            "sample_rtt_ms": round(self.sample_rtt * 1000, 3),
+            "rejected_at_limit": self.rejected,
+            "algorithm": self.algorithm.stats(),
+            "object_pool": None,
+        }
+
+    async def shutdown(self, drain_timeout: float) -> None:
+        self._closing = True
+        await self._in_flight.wait_idle(drain_timeout)

@@ -1,0 +1,219 @@
+"""Self-contained HTML reports: inline CSS, charts as base64 PNGs, every text escaped."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from carebench.report import plots
+from carebench.report.terminal import detail_block, summary_table, winner_lines
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1250px; color: #222; }
+h1 { margin-bottom: 0.2rem; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; margin-top: 2rem; }
+table { border-collapse: collapse; margin: 0.5rem 0; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; }
+th { background: #f3f3f3; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.note { background: #fff4d6; border-left: 4px solid #f2a900; padding: 0.5rem 0.8rem; }
+.winner { font-weight: 600; }
+pre { background: #f7f7f7; padding: 0.6rem; overflow-x: auto; }
+img { max-width: 100%; display: block; margin: 0.5rem 0; }
+"""
+
+
+def render_html(results: Sequence[dict[str, Any]]) -> str:
+    """The HTML report of a `carebench loadtest` run (one result per pattern)."""
+    results = list(results)
+    names = ", ".join(str(r["pattern"]) for r in results)
+    body = [
+        f"<h1>carebench load test: {escape(names)}</h1>",
+        _notes_html(results),
+        _machine_section(results),
+        _config_section(results),
+        "<h2>Summary</h2>",
+        _summary(results),
+        _winner(results),
+        "<h2>Latency by percentile</h2>",
+        _image(plots.latency_spectrum_png(results), "latency percentile spectrum"),
+        "<h2>Outcomes</h2>",
+        _image(plots.outcomes_png(results), "outcome mix per pattern"),
+        "<h2>Over time</h2>",
+        *(_image(plots.timeline_png(r), f"{r['pattern']} over time") for r in results),
+        "<h2>Details</h2>",
+        *(f"<pre>{escape(detail_block(r))}</pre>" for r in results),
+    ]
+    return _page(f"carebench load test: {names}", body)
+
+
+def write_html(results: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Write the report of `results` to `path`."""
+    Path(path).write_text(render_html(results), encoding="utf-8")
+
+
+def render_sweep_html(sweep: dict[str, Any]) -> str:
+    """The HTML report of a `carebench sweep` document: the sweep chart and one table per level."""
+    axis = str(sweep.get("axis", "level"))
+    results = list(sweep["results"])
+    levels = sweep.get("levels") or sorted({r["level"] for r in results})
+    body = [
+        f"<h1>carebench sweep over {escape(axis)}</h1>",
+        _notes_html(results),
+        _machine_section(results),
+        _config_section(results, {axis: f"swept: {', '.join(f'{x:g}' for x in levels)}"}),
+        "<h2>Against offered load</h2>",
+        _image(plots.sweep_png(sweep), f"throughput, p99 and rejections against {axis}"),
+    ]
+    for level in levels:
+        at_level = [r for r in results if r["level"] == level]
+        if at_level:
+            body += [f"<h2>{escape(axis)} = {escape(f'{level:g}')}</h2>", _summary(at_level)]
+            body.append(_winner(at_level))
+    return _page(f"carebench sweep over {axis}", body)
+
+
+def write_sweep_html(sweep: dict[str, Any], path: str | Path) -> None:
+    """Write the report of a sweep document to `path`."""
+    Path(path).write_text(render_sweep_html(sweep), encoding="utf-8")
+
+
+def _page(title: str, body: Iterable[str]) -> str:
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{escape(title)}</title>",
+            f"<style>{STYLE}</style>",
+            "</head><body>",
+            *(part for part in body if part),
+            "</body></html>",
+            "",
+        ]
+    )
+
+
+def _image(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
+
+
+def _summary(results: list[dict[str, Any]]) -> str:
+    """The terminal's summary table (same columns, same formatting) as an HTML table."""
+    table = summary_table(results)
+    head = "".join(f"<th>{escape(str(c.header))}</th>" for c in table.columns)
+    columns = [[str(cell) for cell in column.cells] for column in table.columns]
+    rows = []
+    for cells in zip(*columns, strict=True):
+        tds = [f"<td>{escape(cells[0])}</td>"]
+        tds += [f'<td class="num">{escape(cell)}</td>' for cell in cells[1:]]
+        rows.append(f"<tr>{''.join(tds)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _winner(results: list[dict[str, Any]]) -> str:
+    lines = winner_lines(results)
+    if not lines:
+        return ""
+    first, rest = lines[0], [line.strip() for line in lines[1:]]
+    items = "".join(f"<li>{escape(line)}</li>" for line in rest)
+    return f'<p class="winner">{escape(first)}</p>' + (f"<ul>{items}</ul>" if items else "")
+
+
+def notes(results: Sequence[dict[str, Any]]) -> list[str]:
+    """Why some numbers need care: in-process runs, interrupted runs, schedules not kept."""
+    found = []
+    if any(r.get("mode") == "inprocess" for r in results):
+        found.append(
+            "Measured in-process (no HTTP, no server process): the numbers leave out the "
+            "network and server overhead and are not comparable with HTTP runs."
+        )
+    for r in results:
+        where = _where(r)
+        if r.get("interrupted"):
+            found.append(f"{where} was interrupted: its results are partial.")
+        open_loop = r.get("open_loop")
+        if open_loop and not open_loop.get("schedule_kept", True):
+            found.append(
+                f"{where}: the load generator could not keep the open-loop schedule "
+                f"(target {open_loop['target_rate']:g}/s, achieved "
+                f"{open_loop['achieved_rate']:.1f}/s, worst lag {open_loop['max_lag_ms']:.1f} ms); "
+                "the server received less load than asked for."
+            )
+    return found
+
+
+def _where(result: dict[str, Any]) -> str:
+    level = f" at level {result['level']:g}" if "level" in result else ""
+    return f"{result['pattern']}{level}"
+
+
+def _notes_html(results: list[dict[str, Any]]) -> str:
+    return "".join(f'<p class="note">{escape(note)}</p>' for note in notes(results))
+
+
+def _machine_section(results: list[dict[str, Any]]) -> str:
+    machine = next((r["machine"] for r in results if r.get("machine")), None)
+    if not machine:
+        return ""
+    memory = machine.get("memory_bytes")
+    packages = machine.get("packages") or {}
+    rows = {
+        "CPU": f"{machine.get('cpu_model', '?')} ({machine.get('cores', '?')} cores)",
+        "memory": f"{memory / 2**30:.1f} GiB" if memory else "?",
+        "OS": machine.get("os", "?"),
+        "Python": machine.get("python", "?"),
+        "packages": ", ".join(f"{name} {version}" for name, version in packages.items()),
+        "date": machine.get("date", "?"),
+    }
+    return "<h2>Machine</h2>" + _key_value_table(rows)
+
+
+def _config_section(results: list[dict[str, Any]], fixed: dict[str, str] | None = None) -> str:
+    """Settings shared by every run in one table; any that differ, side by side per run.
+    `fixed` overrides settings for all runs (a sweep's axis: the list of levels)."""
+    configs = [{**_settings(r), **(fixed or {})} for r in results]
+    if not configs:
+        return ""
+    keys = list(dict.fromkeys(key for config in configs for key in config))
+    varying = [key for key in keys if any(c.get(key) != configs[0].get(key) for c in configs)]
+    shared = {key: configs[0][key] for key in keys if key not in varying}
+    parts = ["<h2>Configuration</h2>", _key_value_table(shared)]
+    if varying:
+        head = "".join(f"<th>{escape(_where(r))}</th>" for r in results)
+        rows = "".join(
+            f"<tr><th>{escape(key)}</th>"
+            + "".join(f"<td>{escape(_text(c.get(key)))}</td>" for c in configs)
+            + "</tr>"
+            for key in varying
+        )
+        parts.append(f"<table><thead><tr><th></th>{head}</tr></thead>{rows}</table>")
+    return "".join(parts)
+
+
+def _settings(result: dict[str, Any]) -> dict[str, Any]:
+    settings = {"mode": result.get("mode"), "loop": result.get("loop")}
+    # Servers the load test starts itself listen on random ports: only a --target is a setting.
+    if result.get("mode") == "target":
+        settings["target"] = result.get("target")
+    return {**settings, **(result.get("config") or {})}
+
+
+def _key_value_table(rows: dict[str, Any]) -> str:
+    body = "".join(
+        f"<tr><th>{escape(str(key))}</th><td>{escape(_text(value))}</td></tr>"
+        for key, value in rows.items()
+    )
+    return f"<table>{body}</table>"
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return " ".join(str(item) for item in value)
+    return value if isinstance(value, str) else json.dumps(value)

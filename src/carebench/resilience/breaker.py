@@ -1,0 +1,125 @@
+"""A circuit breaker: after a run of failures, fail fast instead of piling onto a failing
+backend; after a cool-down, let one probe through and close again if it succeeds.
+
+A small state machine rather than purgatory or circuitbreaker: those read the wall clock
+themselves (tests could not drive time), and the 503's Retry-After needs the time left
+until the half-open probe, which they do not expose.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from carebench.backends.base import Backend
+from carebench.clock import Clock, MonotonicClock
+from carebench.errors import BackendError, Rejected
+from carebench.models import Patient
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+class CircuitBreaker:
+    """closed -> open after `threshold` consecutive failures; open -> half_open after
+    `reset_after` seconds; half_open lets one probe through: success closes, failure reopens."""
+
+    def __init__(self, threshold: int = 5, reset_after: float = 5.0, clock: Clock | None = None):
+        self.threshold = threshold
+        self.reset_after = reset_after
+        self._clock = clock or MonotonicClock()
+        self.state = CLOSED
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probing = False
+        self.transitions: dict[str, int] = {}
+        self.fast_failures = 0
+
+    def allow(self) -> bool:
+        """Whether a call may go to the backend now (a half-open breaker admits one probe)."""
+        if self.state == OPEN and self._clock.now() - self._opened_at >= self.reset_after:
+            self._move(HALF_OPEN)
+        if self.state == CLOSED:
+            return True
+        if self.state == HALF_OPEN and not self._probing:
+            self._probing = True
+            return True
+        self.fast_failures += 1
+        return False
+
+    def retry_after(self) -> float:
+        """Seconds until the breaker will let a probe through."""
+        if self.state != OPEN:
+            return 1.0
+        return max(0.0, self._opened_at + self.reset_after - self._clock.now())
+
+    def record_success(self) -> None:
+        self._failures = 0
+        self._probing = False
+        if self.state != CLOSED:
+            self._move(CLOSED)
+
+    def record_failure(self) -> None:
+        self._probing = False
+        self._failures += 1
+        if self.state == HALF_OPEN or (self.state == CLOSED and self._failures >= self.threshold):
+            self._opened_at = self._clock.now()
+            self._move(OPEN)
+
+    def release_probe(self) -> None:
+        """The probe ended without a verdict (cancelled): let another one try."""
+        self._probing = False
+
+    def _move(self, state: str) -> None:
+        key = f"{self.state}->{state}"
+        self.transitions[key] = self.transitions.get(key, 0) + 1
+        self.state = state
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "consecutive_failures": self._failures,
+            "threshold": self.threshold,
+            "reset_after_seconds": self.reset_after,
+            "fast_failures": self.fast_failures,
+            "transitions": dict(self.transitions),
+        }
+
+
+class BreakerBackend:
+    """Guards a backend with a CircuitBreaker; an open circuit is a 503 with Retry-After."""
+
+    def __init__(self, inner: Backend, breaker: CircuitBreaker) -> None:
+        self._inner = inner
+        self.name = inner.name
+        self.breaker = breaker
+
+    async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
+        if not self.breaker.allow():
+            wait = math.ceil(self.breaker.retry_after()) or 1
+            raise Rejected("circuit breaker open: the database is failing", retry_after=wait)
+        settled = False
+        try:
+            patient = await self._inner.get_patient(patient_id, deadline)
+        except BackendError:
+            settled = True
+            self.breaker.record_failure()
+            raise
+        else:
+            settled = True
+            self.breaker.record_success()
+            return patient
+        finally:
+            if not settled:
+                self.breaker.release_probe()
+
+    def health(self) -> dict[str, Any]:
+        health = self._inner.health()
+        if self.breaker.state != CLOSED:
+            health = {**health, "status": "degraded"}
+        return {**health, "circuit_breaker": self.breaker.state}
+
+    def stats(self) -> dict[str, Any]:
+        return {**self._inner.stats(), "circuit_breaker": self.breaker.stats()}
+
+    async def close(self) -> None:
+        await self._inner.close()

@@ -1,0 +1,37 @@
+"""Settings of the resilience wrappers, and building the backend chain from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from carebench.backends.base import Backend
+from carebench.errors import ConfigError
+from carebench.resilience.breaker import BreakerBackend, CircuitBreaker
+from carebench.resilience.retry import RetryingBackend
+
+
+@dataclass(frozen=True, slots=True)
+class ResilienceConfig:
+    retries: int = 0
+    circuit_breaker: bool = False
+    breaker_threshold: int = 5
+    breaker_reset: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ConfigError(f"--retries ({self.retries}) must be >= 0")
+        if self.breaker_threshold < 1:
+            raise ConfigError(f"--breaker-threshold ({self.breaker_threshold}) must be >= 1")
+        if self.breaker_reset <= 0:
+            raise ConfigError(f"--breaker-reset ({self.breaker_reset:g}) must be > 0 seconds")
+
+
+def wrap_backend(backend: Backend, config: ResilienceConfig) -> Backend:
+    """retries(breaker(backend)): an open circuit fails fast and is not retried."""
+    if config.circuit_breaker:
+        backend = BreakerBackend(
+            backend, CircuitBreaker(config.breaker_threshold, config.breaker_reset)
+        )
+    if config.retries:
+        backend = RetryingBackend(backend, config.retries)
+    return backend
