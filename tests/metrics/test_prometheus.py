@@ -142,3 +142,40 @@ def test_scrape_reflects_requests_recorded_after_registration() -> None:
 
     samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
     assert value(samples, "carebench_requests_total", pattern="naive", outcome="success") == 1
+
+
+def test_limiter_and_resilience_families() -> None:
+    """Adaptive-limit gauges (in seconds), limiter counters, retries and breaker state export."""
+    pattern_stats = {
+        "in_flight": 3,
+        "limit": 42,
+        "min_rtt_ms": 50.0,
+        "sample_rtt_ms": 80.0,
+        "rejected_at_limit": 7,
+        "tokens": 2.5,
+    }
+    backend_stats = {
+        "backend": "simulator",
+        "retries": {"max": 2, "retried": 9, "gave_up": 1},
+        "circuit_breaker": {
+            "state": "open",
+            "fast_failures": 4,
+            "transitions": {"closed->open": 1},
+        },
+    }
+    registry = build_registry(
+        CarebenchCollector(RequestMetrics("adaptive"), lambda: pattern_stats, lambda: backend_stats)
+    )
+    found = [
+        s for f in text_string_to_metric_families(render(registry).decode()) for s in f.samples
+    ]
+    assert value(found, "carebench_concurrency_limit", pattern="adaptive") == 42
+    assert value(found, "carebench_min_rtt_seconds", pattern="adaptive") == pytest.approx(0.05)
+    assert value(found, "carebench_sample_rtt_seconds", pattern="adaptive") == pytest.approx(0.08)
+    assert value(found, "carebench_rejected_at_limit_total", pattern="adaptive") == 7
+    assert value(found, "carebench_rate_limit_tokens", pattern="adaptive") == 2.5
+    assert value(found, "carebench_retries_total", backend="simulator") == 9
+    assert value(found, "carebench_circuit_state", state="open") == 1
+    assert value(found, "carebench_circuit_state", state="closed") == 0
+    assert value(found, "carebench_circuit_transitions_total", transition="closed->open") == 1
+    assert value(found, "carebench_circuit_fast_failures_total") == 4

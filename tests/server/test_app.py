@@ -204,3 +204,23 @@ async def test_index_lists_endpoints(make_app: AppFactory) -> None:
     body = (await client.get("/")).json()
     assert body["name"] == "carebench" and body["pattern"] == app.pattern.name
     assert any("curl" in example for example in body["endpoints"].values())
+
+
+async def test_unknown_priority_is_400(make_app: AppFactory) -> None:
+    """X-Request-Priority other than critical/standard/batch is a 400 naming the choices."""
+    app, client = await make_app()
+    response = await client.get("/api/v1/patients?id=P1", headers={"X-Request-Priority": "vip"})
+    body = assert_error_shape(response, 400)
+    assert "critical, standard or batch" in str(body["error"])
+    assert app.metrics.count("invalid") == 1
+
+
+async def test_priority_class_sets_the_deadline(make_app: AppFactory) -> None:
+    """A critical request gets the critical deadline; the 504 says which class expired."""
+    app, client = await make_app(GatedBackend())
+    app.deadlines["critical"] = 0.05
+    response = await client.get(
+        "/api/v1/patients?id=P1", headers={"X-Request-Priority": "critical"}
+    )
+    body = assert_error_shape(response, 504)
+    assert "critical" in str(body["error"]) and "0.05s" in str(body["error"])

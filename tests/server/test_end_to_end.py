@@ -91,3 +91,65 @@ def test_port_in_use_is_reported() -> None:
     assert result.returncode == 1
     assert f"error: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_rate_limit_answers_429_with_retry_after() -> None:
+    """--pattern ratelimit over real HTTP: past the burst, 429 with a Retry-After."""
+    args = [
+        "--pattern",
+        "ratelimit",
+        "--rate-limit",
+        "1",
+        "--burst",
+        "2",
+        "--quiet",
+        "--db-profile",
+        "ideal",
+        "--min-latency",
+        "1",
+        "--max-latency",
+        "1",
+        "--error-rate",
+        "0",
+    ]
+    with ServerProcess(args) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            responses = [await client.get(f"/api/v1/patients?id=P{i}") for i in range(5)]
+    assert [r.status_code for r in responses][:2] == [200, 200]
+    limited = [r for r in responses if r.status_code == 429]
+    assert len(limited) >= 2
+    assert all(int(r.headers["retry-after"]) >= 1 for r in limited)
+
+
+async def test_retries_and_circuit_breaker_over_real_http() -> None:
+    """A always-failing database is retried, then the circuit opens and fails fast with 503."""
+    args = [
+        "--retries",
+        "2",
+        "--circuit-breaker",
+        "--breaker-threshold",
+        "3",
+        "--breaker-reset",
+        "30",
+        "--error-rate",
+        "1",
+        "--db-profile",
+        "ideal",
+        "--min-latency",
+        "1",
+        "--max-latency",
+        "1",
+        "--quiet",
+    ]
+    with ServerProcess(args) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            statuses = [
+                (await client.get(f"/api/v1/patients?id=P{i}")).status_code for i in range(4)
+            ]
+            health = (await client.get("/health")).json()
+            metrics = (await client.get("/metrics")).json()
+    assert statuses[0] == 500 and statuses[-1] == 503
+    assert health["status"] == "degraded"
+    assert health["backend"]["circuit_breaker"] == "open"
+    assert metrics["backend"]["retries"]["retried"] >= 2
+    assert metrics["backend"]["circuit_breaker"]["fast_failures"] >= 1

@@ -16,21 +16,23 @@ def _log10(limit: float) -> float:
 class VegasLimit:
     """Defaults from the library: initial 20, max 1000, smoothing 1.0; alpha = 3 log10(limit),
     beta = 6 log10(limit), threshold = log10(limit); increase/decrease by log10(limit).
-    `probe_every` samples, the no-load RTT is forgotten and re-learned (the library probes at
-    a jittered multiple of the limit) so a stale minimum does not pin the limit low."""
+    Every `probe_multiplier` x limit samples the no-load RTT is forgotten and re-learned (the
+    library's probe, without its jitter), so a stale minimum does not pin the limit low."""
 
     initial: int = 20
     max_limit: int = 1000
     smoothing: float = 1.0
-    probe_every: int = 1000
+    probe_multiplier: int = 30
     name: str = "vegas"
     _estimate: float = 0.0
     _rtt_noload: float = 0.0
     _last_rtt: float = 0.0
     _since_probe: int = 0
+    _next_probe: float = 0.0
 
     def __post_init__(self) -> None:
         self._estimate = float(self.initial)
+        self._next_probe = self.probe_multiplier * self._estimate
 
     @property
     def limit(self) -> int:
@@ -41,8 +43,11 @@ class VegasLimit:
             return self.limit
         self._last_rtt = rtt
         self._since_probe += 1
-        if self._since_probe >= self.probe_every:
+        # The countdown is fixed when set (as in the library), not re-read from a limit
+        # that may be falling fast: that would trigger a probe mid-collapse.
+        if self._since_probe >= self._next_probe:
             self._since_probe, self._rtt_noload = 0, 0.0
+            self._next_probe = self.probe_multiplier * self._estimate
         if self._rtt_noload == 0.0 or rtt < self._rtt_noload:
             self._rtt_noload = rtt
             return self.limit

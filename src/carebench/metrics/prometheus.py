@@ -28,13 +28,40 @@ from carebench.metrics.requests import OUTCOMES, RequestMetrics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+#: pattern_state key -> (metric name, help, scale to base units). Absent or None: not exported.
 PATTERN_GAUGES = {
-    "in_flight": "Requests admitted by the pattern and not yet answered",
-    "queued": "Requests waiting in the pattern's queue",
-    "queue_capacity": "Capacity of the pattern's queue",
-    "workers": "Worker tasks in the pattern",
-    "workers_busy": "Workers currently running a backend query",
+    "in_flight": ("in_flight", "Requests admitted by the pattern and not yet answered", 1.0),
+    "queued": ("queued", "Requests waiting in the pattern's queue", 1.0),
+    "queue_capacity": ("queue_capacity", "Capacity of the pattern's queue", 1.0),
+    "workers": ("workers", "Worker tasks in the pattern", 1.0),
+    "workers_busy": ("workers_busy", "Workers currently running a backend query", 1.0),
+    "limit": ("concurrency_limit", "Current concurrency limit", 1.0),
+    "tokens": ("rate_limit_tokens", "Tokens left in the rate limiter's bucket", 1.0),
+    "min_rtt_ms": ("min_rtt_seconds", "Lowest backend round trip seen by the limiter", 1e-3),
+    "sample_rtt_ms": ("sample_rtt_seconds", "Latest backend round trip seen by the limiter", 1e-3),
 }
+PATTERN_COUNTERS = {
+    "rejected_queue_full": "Requests rejected because the queue was full",
+    "rejected_at_limit": "Requests rejected at the concurrency limit",
+    "rate_limited": "Requests refused by the rate limit",
+    "shed_for_priority": "Queued requests shed for more urgent ones",
+    "expired_in_queue": "Requests whose deadline passed while queued",
+    "skipped_client_gone": "Queued requests skipped because the client left",
+}
+BREAKER_STATES = ("closed", "half_open", "open")
+
+
+def _family(
+    kind: type[GaugeMetricFamily] | type[CounterMetricFamily],
+    name: str,
+    help_text: str,
+    labels: dict[str, str],
+    value: float,
+) -> Metric:
+    """A one-sample metric family."""
+    family = kind(name, help_text, labels=list(labels))
+    family.add_metric(list(labels.values()), value)
+    return family
 
 
 class CarebenchCollector(Collector):
@@ -73,43 +100,70 @@ class CarebenchCollector(Collector):
         yield duration
 
     def _pattern_families(self, stats: dict[str, Any]) -> Iterator[Metric]:
-        pattern = self._metrics.pattern
-        for key, help_text in PATTERN_GAUGES.items():
-            value = stats.get(key)
-            if value is not None:
-                gauge = GaugeMetricFamily(f"carebench_{key}", help_text, labels=["pattern"])
-                gauge.add_metric([pattern], float(value))
-                yield gauge
+        labels = {"pattern": self._metrics.pattern}
+        for key, (name, help_text, scale) in PATTERN_GAUGES.items():
+            if stats.get(key) is not None:
+                value = float(stats[key]) * scale
+                yield _family(GaugeMetricFamily, f"carebench_{name}", help_text, labels, value)
+        for key, help_text in PATTERN_COUNTERS.items():
+            if stats.get(key) is not None:
+                name = f"carebench_{key}"
+                yield _family(CounterMetricFamily, name, help_text, labels, stats[key])
         pool = stats.get("object_pool")
         if pool:
             for field in ("hits", "misses"):
-                counter = CounterMetricFamily(
-                    f"carebench_object_pool_{field}", f"Object pool {field}", labels=["pattern"]
-                )
-                counter.add_metric([pattern], pool[field])
-                yield counter
+                name, help_text = f"carebench_object_pool_{field}", f"Object pool {field}"
+                yield _family(CounterMetricFamily, name, help_text, labels, pool[field])
 
     def _backend_families(self, stats: dict[str, Any]) -> Iterator[Metric]:
-        backend = str(stats.get("backend", "unknown"))
+        labels = {"backend": str(stats.get("backend", "unknown"))}
         for key in ("total_queries", "total_errors", "pool_exhausted"):
             if key in stats:
                 name = key.removeprefix("total_")
-                counter = CounterMetricFamily(
-                    f"carebench_backend_{name}",
-                    f"Backend {name.replace('_', ' ')}",
-                    labels=["backend"],
+                help_text = f"Backend {name.replace('_', ' ')}"
+                yield _family(
+                    CounterMetricFamily, f"carebench_backend_{name}", help_text, labels, stats[key]
                 )
-                counter.add_metric([backend], stats[key])
-                yield counter
         for key in ("active_queries", "waiting_for_connection"):
             if key in stats:
-                gauge = GaugeMetricFamily(
-                    f"carebench_backend_{key}",
-                    f"Backend {key.replace('_', ' ')}",
-                    labels=["backend"],
+                help_text = f"Backend {key.replace('_', ' ')}"
+                yield _family(
+                    GaugeMetricFamily, f"carebench_backend_{key}", help_text, labels, stats[key]
                 )
-                gauge.add_metric([backend], stats[key])
-                yield gauge
+        if "retries" in stats:
+            retried = stats["retries"]["retried"]
+            help_text = "Backend queries retried after a transient error"
+            yield _family(CounterMetricFamily, "carebench_retries", help_text, labels, retried)
+        if "circuit_breaker" in stats:
+            yield from self._breaker_families(stats["circuit_breaker"], labels)
+
+    def _breaker_families(
+        self, breaker: dict[str, Any], labels: dict[str, str]
+    ) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "carebench_circuit_state",
+            "1 for the circuit breaker's current state",
+            labels=[*labels, "state"],
+        )
+        for name in BREAKER_STATES:
+            state.add_metric([*labels.values(), name], 1.0 if breaker["state"] == name else 0.0)
+        yield state
+        transitions = CounterMetricFamily(
+            "carebench_circuit_transitions",
+            "Circuit breaker state changes",
+            labels=[*labels, "transition"],
+        )
+        for transition, count in breaker["transitions"].items():
+            transitions.add_metric([*labels.values(), transition], count)
+        yield transitions
+        help_text = "Requests failed fast by an open circuit"
+        yield _family(
+            CounterMetricFamily,
+            "carebench_circuit_fast_failures",
+            help_text,
+            labels,
+            breaker["fast_failures"],
+        )
 
 
 def _le(bound: float) -> str:

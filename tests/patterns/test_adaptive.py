@@ -1,0 +1,80 @@
+"""The adaptive pattern learns its limit from latency and errors (fake backend, manual clock)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from carebench.clock import ManualClock
+from carebench.errors import Rejected
+from carebench.patterns.adaptive import AdaptivePattern
+from carebench.patterns.base import PatternConfig
+from tests.fakes import GatedBackend
+from tests.patterns.conftest import query
+
+
+async def run_round(
+    pattern: AdaptivePattern, backend: GatedBackend, clock: ManualClock, rtt: float, fail: bool
+) -> None:
+    """`limit` concurrent requests that all take `rtt` on the manual clock."""
+    backend.gate = asyncio.Event()
+    ids = [f"R{i}" for i in range(pattern.limit)]
+    backend.fail_ids = set(ids) if fail else set()
+    tasks = [asyncio.create_task(pattern.submit(query(pid))) for pid in ids]
+    await backend.wait_active(len(ids))
+    clock.advance(rtt)
+    backend.release()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def adaptive(algorithm: str) -> tuple[AdaptivePattern, GatedBackend, ManualClock]:
+    clock, backend = ManualClock(), GatedBackend()
+    config = PatternConfig(limit_algorithm=algorithm)
+    return AdaptivePattern(backend, config, clock), backend, clock
+
+
+@pytest.mark.parametrize("algorithm", ["gradient2", "aimd", "vegas"])
+async def test_limit_rises_while_latency_stays_flat(algorithm: str) -> None:
+    """A fully used limit with flat latency grows."""
+    pattern, backend, clock = adaptive(algorithm)
+    start = pattern.limit
+    for _ in range(15):
+        await run_round(pattern, backend, clock, 0.05, fail=False)
+    assert pattern.limit > start
+    assert pattern.stats()["min_rtt_ms"] == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("algorithm", ["gradient2", "vegas"])
+async def test_limit_falls_when_latency_inflates(algorithm: str) -> None:
+    """After learning a flat RTT, a 10x slower backend shrinks the limit at once."""
+    pattern, backend, clock = adaptive(algorithm)
+    for _ in range(15):
+        await run_round(pattern, backend, clock, 0.05, fail=False)
+    grown = pattern.limit
+    await run_round(pattern, backend, clock, 0.5, fail=False)
+    assert pattern.limit < grown / 2
+    assert pattern.stats()["sample_rtt_ms"] == pytest.approx(500.0)
+
+
+@pytest.mark.parametrize("algorithm", ["aimd", "vegas"])
+async def test_limit_falls_when_errors_rise(algorithm: str) -> None:
+    """Failing queries count as drops and shrink the limit."""
+    pattern, backend, clock = adaptive(algorithm)
+    for _ in range(15):
+        await run_round(pattern, backend, clock, 0.05, fail=False)
+    grown = pattern.limit
+    await run_round(pattern, backend, clock, 0.05, fail=True)
+    assert pattern.limit < grown
+
+
+async def test_requests_beyond_the_limit_are_rejected_at_once() -> None:
+    """With the limit in use, the next request is a 503-style rejection, counted."""
+    pattern, backend, _ = adaptive("gradient2")
+    held = [asyncio.create_task(pattern.submit(query(f"P{i}"))) for i in range(pattern.limit)]
+    await backend.wait_active(pattern.limit)
+    with pytest.raises(Rejected, match="adaptive concurrency limit"):
+        await pattern.submit(query("P-over"))
+    assert pattern.stats()["rejected_at_limit"] == 1
+    backend.release()
+    await asyncio.gather(*held)
