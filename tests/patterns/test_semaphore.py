@@ -8,6 +8,7 @@ import random
 import pytest
 
 from carebench.errors import Rejected
+from carebench.models import Patient
 from carebench.patterns.base import PatternConfig
 from carebench.patterns.semaphore import SemaphorePattern
 from tests.fakes import GatedBackend
@@ -21,7 +22,7 @@ class JitteryBackend(GatedBackend):
         super().__init__(open_gate=True)
         self._rng = random.Random(seed)
 
-    async def get_patient(self, patient_id: str, deadline: float | None = None):  # type: ignore[no-untyped-def]
+    async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
         self.active += 1
         self.peak_active = max(self.peak_active, self.active)
         try:
