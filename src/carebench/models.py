@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -43,7 +44,9 @@ class Query:
     """One patient lookup travelling through a pattern.
 
     `deadline` is on the event loop's clock. `client_gone` is set by the server when the
-    client disconnects, so a pattern can skip work nobody will read.
+    client disconnects, so a pattern can skip work nobody will read; `connection` is the
+    server's per-request object when it exposes a `disconnected` flag (uvicorn does), which
+    saves a watcher task per request.
     """
 
     patient_id: str
@@ -51,3 +54,7 @@ class Query:
     request_id: str = ""
     priority: str = "standard"
     client_gone: bool = field(default=False)
+    connection: Any = None
+
+    def is_client_gone(self) -> bool:
+        return self.client_gone or getattr(self.connection, "disconnected", False) is True

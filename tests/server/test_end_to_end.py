@@ -153,3 +153,28 @@ async def test_retries_and_circuit_breaker_over_real_http() -> None:
     assert health["backend"]["circuit_breaker"] == "open"
     assert metrics["backend"]["retries"]["retried"] >= 2
     assert metrics["backend"]["circuit_breaker"]["fast_failures"] >= 1
+
+
+async def test_request_of_a_departed_client_is_not_worked_on() -> None:
+    """A queued request whose client disconnects is skipped: counted, never sent to the DB."""
+    args = ["--workers", "1", "--error-rate", "0", "--quiet", *SLOW_QUERY]
+    with ServerProcess(args) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            first = asyncio.create_task(client.get("/api/v1/patients?id=P1"))
+            await wait_in_flight(client, 1)
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"GET /api/v1/patients?id=GONE HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            await wait_in_flight(client, 2)
+            writer.close()
+            await writer.wait_closed()
+            assert (await first).status_code == 200
+            for _ in range(200):
+                metrics = (await client.get("/metrics")).json()
+                if metrics["cancelled_requests"]:
+                    break
+                await asyncio.sleep(0.01)
+    assert metrics["cancelled_requests"] == 1
+    assert metrics["pattern_state"]["skipped_client_gone"] == 1
+    assert metrics["backend"]["total_queries"] == 1

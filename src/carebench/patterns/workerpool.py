@@ -20,7 +20,12 @@ from carebench.backends.base import Backend
 from carebench.clock import Clock
 from carebench.errors import ClientGone, Rejected
 from carebench.models import PRIORITY_RANK, Patient, Query
-from carebench.patterns.base import PatternConfig, check_deadline, within_deadline
+from carebench.patterns.base import (
+    PatternConfig,
+    await_until,
+    check_deadline,
+    within_deadline,
+)
 from carebench.patterns.priority import ClassQueue
 from carebench.responses import PlainResponseEncoder, ResponseEncoder
 
@@ -90,7 +95,7 @@ class WorkerPoolPattern:
                 self.rejected_queue_full += 1
                 raise Rejected("queue full", retry_after=self.retry_after())
             job.holders += 1
-            return await within_deadline(future, query.deadline)
+            return await await_until(future, query.deadline)
         finally:
             self._release(job)
 
@@ -141,7 +146,7 @@ class WorkerPoolPattern:
         if future.done() or query.deadline <= loop.time():
             self.expired_in_queue += 1
             return
-        if query.client_gone:
+        if query.is_client_gone():
             self.skipped_client_gone += 1
             future.set_exception(ClientGone())
             return

@@ -21,7 +21,11 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 class CircuitBreaker:
     """closed -> open after `threshold` consecutive failures; open -> half_open after
-    `reset_after` seconds; half_open lets one probe through: success closes, failure reopens."""
+    `reset_after` seconds; half_open lets one probe through: success closes, failure reopens.
+
+    Calls carry the ticket `admit` gave them, so only verdicts that mean something count: a
+    slow call admitted before the circuit opened cannot close it again.
+    """
 
     def __init__(self, threshold: int = 5, reset_after: float = 5.0, clock: Clock | None = None):
         self.threshold = threshold
@@ -34,17 +38,18 @@ class CircuitBreaker:
         self.transitions: dict[str, int] = {}
         self.fast_failures = 0
 
-    def allow(self) -> bool:
-        """Whether a call may go to the backend now (a half-open breaker admits one probe)."""
+    def admit(self) -> str | None:
+        """May a call go to the backend now? "call" when closed, "probe" for the single
+        half-open probe, None to fail fast."""
         if self.state == OPEN and self._clock.now() - self._opened_at >= self.reset_after:
             self._move(HALF_OPEN)
         if self.state == CLOSED:
-            return True
+            return "call"
         if self.state == HALF_OPEN and not self._probing:
             self._probing = True
-            return True
+            return "probe"
         self.fast_failures += 1
-        return False
+        return None
 
     def retry_after(self) -> float:
         """Seconds until the breaker will let a probe through."""
@@ -52,22 +57,33 @@ class CircuitBreaker:
             return 1.0
         return max(0.0, self._opened_at + self.reset_after - self._clock.now())
 
-    def record_success(self) -> None:
-        self._failures = 0
-        self._probing = False
-        if self.state != CLOSED:
-            self._move(CLOSED)
+    def record_success(self, ticket: str) -> None:
+        """A call admitted with `ticket` succeeded. Only the probe's verdict counts while
+        half-open, and late results of calls admitted before the circuit opened are ignored."""
+        if self._counts(ticket):
+            self._failures = 0
+            self._probing = False
+            if self.state == HALF_OPEN:
+                self._move(CLOSED)
 
-    def record_failure(self) -> None:
+    def record_failure(self, ticket: str) -> None:
+        if not self._counts(ticket):
+            return
         self._probing = False
         self._failures += 1
-        if self.state == HALF_OPEN or (self.state == CLOSED and self._failures >= self.threshold):
+        if self.state == HALF_OPEN or self._failures >= self.threshold:
             self._opened_at = self._clock.now()
             self._move(OPEN)
 
-    def release_probe(self) -> None:
-        """The probe ended without a verdict (cancelled): let another one try."""
-        self._probing = False
+    def release(self, ticket: str) -> None:
+        """The call ended without a verdict (cancelled): a probe lets another one try."""
+        if ticket == "probe" and self.state == HALF_OPEN:
+            self._probing = False
+
+    def _counts(self, ticket: str) -> bool:
+        return (self.state == CLOSED and ticket == "call") or (
+            self.state == HALF_OPEN and ticket == "probe"
+        )
 
     def _move(self, state: str) -> None:
         key = f"{self.state}->{state}"
@@ -88,13 +104,15 @@ class CircuitBreaker:
 class BreakerBackend:
     """Guards a backend with a CircuitBreaker; an open circuit is a 503 with Retry-After."""
 
-    def __init__(self, inner: Backend, breaker: CircuitBreaker) -> None:
+    def __init__(self, inner: Backend, breaker: CircuitBreaker, clock: Clock | None = None):
         self._inner = inner
         self.name = inner.name
         self.breaker = breaker
+        self._clock = clock or MonotonicClock()
 
     async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
-        if not self.breaker.allow():
+        ticket = self.breaker.admit()
+        if ticket is None:
             wait = math.ceil(self.breaker.retry_after()) or 1
             raise Rejected("circuit breaker open: the database is failing", retry_after=wait)
         settled = False
@@ -102,15 +120,23 @@ class BreakerBackend:
             patient = await self._inner.get_patient(patient_id, deadline)
         except BackendError:
             settled = True
-            self.breaker.record_failure()
+            self.breaker.record_failure(ticket)
             raise
         else:
             settled = True
-            self.breaker.record_success()
+            self.breaker.record_success(ticket)
             return patient
         finally:
             if not settled:
-                self.breaker.release_probe()
+                self._unsettled(ticket, deadline)
+
+    def _unsettled(self, ticket: str, deadline: float | None) -> None:
+        # Cancelled at the request's deadline: the database was too slow, which is a failure
+        # (a hanging database must open the circuit). Cancelled earlier: no verdict.
+        if deadline is not None and self._clock.now() >= deadline:
+            self.breaker.record_failure(ticket)
+        else:
+            self.breaker.release(ticket)
 
     def health(self) -> dict[str, Any]:
         health = self._inner.health()

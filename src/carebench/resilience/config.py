@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from carebench.backends.base import Backend
+from carebench.clock import Clock
 from carebench.errors import ConfigError
 from carebench.resilience.breaker import BreakerBackend, CircuitBreaker
 from carebench.resilience.retry import RetryingBackend
@@ -26,12 +29,16 @@ class ResilienceConfig:
             raise ConfigError(f"--breaker-reset ({self.breaker_reset:g}) must be > 0 seconds")
 
 
-def wrap_backend(backend: Backend, config: ResilienceConfig) -> Backend:
+def wrap_backend(
+    backend: Backend,
+    config: ResilienceConfig,
+    clock: Clock | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Backend:
     """retries(breaker(backend)): an open circuit fails fast and is not retried."""
     if config.circuit_breaker:
-        backend = BreakerBackend(
-            backend, CircuitBreaker(config.breaker_threshold, config.breaker_reset)
-        )
+        breaker = CircuitBreaker(config.breaker_threshold, config.breaker_reset, clock)
+        backend = BreakerBackend(backend, breaker, clock)
     if config.retries:
-        backend = RetryingBackend(backend, config.retries)
+        backend = RetryingBackend(backend, config.retries, clock, sleep)
     return backend

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import re
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote_plus
 
 import msgspec
 
@@ -18,6 +20,15 @@ JSON = b"application/json"
 _REQUEST_ID_SYNTAX = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
+#: Generated ids: a random per-process prefix and a counter; unique, and ~10x cheaper than uuid4.
+_ID_PREFIX = secrets.token_hex(6)
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}-{next(_ID_COUNTER):08x}"
+
+
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     """The client's X-Request-ID when it is sane, else a fresh one (never echo arbitrary bytes)."""
     for name, value in headers:
@@ -26,7 +37,17 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
             if _REQUEST_ID_SYNTAX.fullmatch(candidate):
                 return candidate
             break
-    return uuid.uuid4().hex
+    return new_request_id()
+
+
+def query_param(raw: bytes, name: bytes) -> str | None:
+    """The first value of `name` in a raw query string, percent-decoded only when needed."""
+    for pair in raw.split(b"&"):
+        key, _, value = pair.partition(b"=")
+        if key == name:
+            text = value.decode("latin-1")
+            return unquote_plus(text) if "%" in text or "+" in text else text
+    return None
 
 
 def header_value(headers: list[tuple[bytes, bytes]], wanted: bytes) -> str | None:

@@ -127,6 +127,8 @@ def _uvicorn_config(app: CareBenchApp, server: ServerConfig) -> uvicorn.Config:
         lifespan="on",
         log_level=server.log_level,
         access_log=False,
+        # Loopback by default and no proxy in front: skip the X-Forwarded-* middleware layer.
+        proxy_headers=False,
         timeout_graceful_shutdown=math.ceil(server.drain_timeout),
         backlog=4096,
     )
