@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run serve test lint format clean
+.PHONY: install run serve test lint format clean profile overhead
 
 install: $(STAMP)
 
@@ -31,6 +31,14 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/pytest --cov --cov-report=term
+
+# CPU profile of the server under load -> results/profile-workerpool.html
+profile: $(STAMP)
+	benchmarks/profile.sh workerpool 8
+
+# Server overhead against a raw ASGI hello-world on the same stack (needs wrk)
+overhead: $(STAMP)
+	benchmarks/overhead.sh 10 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -310,4 +310,5 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         drain_timeout=args.drain_timeout,
         log_level=args.log_level,
         quiet=getattr(args, "quiet", False),
+        enable_profiling=getattr(args, "enable_profiling", False),
     )

@@ -35,6 +35,11 @@ def register(commands: Any) -> None:
         help="concurrency pattern (default workerpool)",
     )
     parser.add_argument("--quiet", action="store_true", help="no start-up banner")
+    parser.add_argument(
+        "--enable-profiling",
+        action="store_true",
+        help="serve GET /debug/profile?seconds=N (loopback clients only)",
+    )
     add_server_options(parser)
     add_pattern_options(parser)
     add_resilience_options(parser)

@@ -53,6 +53,7 @@ class CareBenchApp:
         request_timeout: float = 5.0,
         drain_timeout: float = 10.0,
         class_timeouts: dict[str, float] | None = None,
+        enable_profiling: bool = False,
     ) -> None:
         self.pattern = pattern
         self.backend = backend
@@ -71,6 +72,11 @@ class CareBenchApp:
             "/metrics": self._metrics,
             "/": self._index,
         }
+        if enable_profiling:
+            from carebench.server.profiling import LiveProfiler
+
+            self._profiler = LiveProfiler()
+            self._routes["/debug/profile"] = self._profile
         self.started = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -204,6 +210,20 @@ class CareBenchApp:
         snapshot["backend"] = self.backend.stats()
         snapshot["process"] = process_stats()
         return snapshot
+
+    async def _profile(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from carebench.server.profiling import ProfileRequestError
+
+        request_id = _request_id(scope["headers"])
+        client = scope.get("client") or (None, 0)
+        fmt = _query_param(scope, b"format")
+        try:
+            seconds = self._profiler.check(client[0], _query_param(scope, b"seconds"), fmt)
+        except ProfileRequestError as bad:
+            await _error(send, bad.status, str(bad), request_id)
+            return
+        body, content_type = await self._profiler.profile(seconds, fmt or "html")
+        await send_body(send, 200, body, request_id, content_type)
 
     async def _index(self, scope: Scope, receive: Receive, send: Send) -> None:
         host, port = scope.get("server") or ("127.0.0.1", 8080)

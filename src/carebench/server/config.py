@@ -21,6 +21,7 @@ class ServerConfig:
     drain_timeout: float = 10.0
     log_level: str = "warning"
     quiet: bool = False
+    enable_profiling: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -38,6 +38,7 @@ def build_app(
         request_timeout=server.request_timeout,
         drain_timeout=server.drain_timeout,
         class_timeouts=server.class_timeouts,
+        enable_profiling=server.enable_profiling,
     )
 
 
