@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run serve test lint format clean profile overhead
+.PHONY: install run serve test lint format clean profile overhead benchmarks-md
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ profile: $(STAMP)
 # Server overhead against a raw ASGI hello-world on the same stack (needs wrk)
 overhead: $(STAMP)
 	benchmarks/overhead.sh 10 3
+
+# Every run behind BENCHMARKS.md (~15 min), then the document itself
+benchmarks-md: $(STAMP)
+	benchmarks/collect.sh
+	$(BIN)/carebench report results/benchmarks --markdown BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Every run BENCHMARKS.md is generated from, into results/benchmarks/ (about 15 minutes):
+# load tests at 100 and 500 clients on both database profiles, a concurrency sweep, the
+# server-overhead ratio, the load generator against wrk, and the microbenchmarks.
+#   usage: benchmarks/collect.sh   (then: carebench report results/benchmarks --markdown BENCHMARKS.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=.venv/bin
+out=results/benchmarks
+mkdir -p "$out" docs
+for profile in realistic ideal; do
+  for clients in 100 500; do
+    echo "== loadtest $profile c$clients" >&2
+    "$bin/carebench" loadtest --concurrency "$clients" --duration 10 --warmup 2 \
+      --db-profile "$profile" --seed 1 --output "$out/loadtest-$profile-c$clients.json" \
+      > "$out/loadtest-$profile-c$clients.txt"
+  done
+done
+echo "== sweep" >&2
+"$bin/carebench" sweep --concurrency 10,25,50,100,200,400 --duration 5 --warmup 1 --seed 1 \
+  --output "$out/sweep.json" --png docs/sweep.png > "$out/sweep.txt"
+echo "== overhead" >&2
+benchmarks/overhead.sh 10 3 > "$out/overhead.txt"
+echo "== load generator vs wrk" >&2
+"$bin/python" benchmarks/client_vs_wrk.py --duration 10 --runs 3 > "$out/client_vs_wrk.txt"
+echo "== microbenchmarks" >&2
+make bench > "$out/bench.txt"
+cp .benchmarks/latest.json "$out/bench.json"
+echo "done: $out" >&2

@@ -1,0 +1,85 @@
+"""BENCHMARKS.md is rendered from collected run files, with analysis read off the data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from carebench.cli import main
+from carebench.report.markdown import render_markdown
+from tests.report.conftest import SWEEP_CURVES, make_result, make_sweep
+
+CONFIG = {
+    "requests": None,
+    "concurrency": 500,
+    "duration": 10.0,
+    "warmup": 2.0,
+    "server_args": ["--workers", "20", "--db-profile", "realistic", "--seed", "1"],
+}
+
+
+def collected(tmp_path: Path) -> Path:
+    """A results directory like benchmarks/collect.sh writes."""
+    directory = tmp_path / "results"
+    directory.mkdir()
+    results: list[dict[str, Any]] = [
+        make_result("naive", rps=90.0, p99=4000.0, config=CONFIG),
+        make_result(
+            "workerpool",
+            rps=130.0,
+            p99=800.0,
+            config=CONFIG,
+            outcomes={"success": 150, "rejected": 50},
+        ),
+    ]
+    (directory / "loadtest-realistic-c500.json").write_text(json.dumps(results))
+    (directory / "sweep.json").write_text(json.dumps(make_sweep(SWEEP_CURVES)))
+    (directory / "overhead.txt").write_text(
+        "hello 28000\ncarebench 14000\nmedian req/s: hello-world 28000, carebench workerpool "
+        "14000, ratio 0.50\n"
+    )
+    bench = {
+        "benchmarks": [
+            {
+                "name": "test_zero[workerpool-100]",
+                "group": "zero-c100",
+                "stats": {"median": 0.05},
+                "extra_info": {"us_per_request": 25.0},
+            }
+        ]
+    }
+    (directory / "bench.json").write_text(json.dumps(bench))
+    return directory
+
+
+def test_document_has_every_section_and_the_verdicts(tmp_path: Path) -> None:
+    """Machine, analysis, load-test table with its command, sweep, overhead and benchmarks."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = render_markdown(collected(tmp_path), docs)
+    assert "## Machine" in text and "Test CPU 3000" in text
+    assert "**realistic database, 500 clients**: workerpool wins" in text
+    assert "Lowest goodput: naive" in text
+    assert "Rejecting: workerpool 25 %" in text
+    assert (
+        "`carebench loadtest --concurrency 500 --duration 10 --warmup 2 --db-profile "
+        "realistic --seed 1`" in text
+    )
+    assert "| workerpool | 130.0 |" in text
+    assert "## Sweep over concurrency" in text
+    assert "ratio 0.50" in text
+    assert "| zero-c100 | test_zero[workerpool-100] | 50.00 ms | 25.00 |" in text
+    assert (docs / "spectrum-realistic-database-500-clients.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_refuses_a_directory_without_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`carebench report DIR --markdown` on an empty directory is an error, exit 2."""
+    code = main(["report", str(tmp_path), "--markdown", str(tmp_path / "B.md")])
+    assert code == 2
+    assert "not a results directory" in capsys.readouterr().err
+    assert not (tmp_path / "B.md").exists()
