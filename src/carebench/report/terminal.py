@@ -104,10 +104,33 @@ def winner_lines(results: list[dict[str, Any]]) -> list[str]:
         return []
     lines = [f"Winner: {verdict.winner}: {verdict.reason}"]
     for other, ratio in verdict.ratios.items():
-        goodput = f"{ratio['goodput']:.2f}x the goodput" if ratio["goodput"] else "goodput n/a"
-        p99 = f"{ratio['p99']:.2f}x lower p99" if ratio["p99"] else "p99 n/a"
-        lines.append(f"  vs {other}: {goodput}, {p99}")
+        goodput = f"{ratio['goodput']:.2f}x its goodput" if ratio["goodput"] else "goodput n/a"
+        lines.append(f"  vs {other}: {goodput}, {_p99_phrase(ratio['p99'])}")
     return lines
+
+
+def _p99_phrase(ratio: float | None) -> str:
+    """`ratio` is the other pattern's p99 of successes over the winner's."""
+    if not ratio:
+        return "p99 n/a"
+    if ratio >= 1:
+        return f"{ratio:.2f}x lower p99"
+    return f"but {1 / ratio:.2f}x higher p99"
+
+
+#: Runs shorter than this give rates too noisy to compare (e.g. a closed-loop request budget
+#: burnt through by fast rejections).
+MIN_TRUSTED_SECONDS = 2.0
+
+
+def short_run_warning(results: list[dict[str, Any]]) -> str | None:
+    short = [r["pattern"] for r in results if r["duration_seconds"] < MIN_TRUSTED_SECONDS]
+    if not short:
+        return None
+    return (
+        f"WARNING: {', '.join(short)} ran for under {MIN_TRUSTED_SECONDS:g} s (fast rejections "
+        "use up --requests quickly): rates this short are noisy; compare with --duration instead"
+    )
 
 
 def print_report(results: list[dict[str, Any]], console: Console) -> None:
@@ -118,6 +141,9 @@ def print_report(results: list[dict[str, Any]], console: Console) -> None:
         console.print(summary_table(results))
     for line in winner_lines(results):
         console.print(line, highlight=False)
+    warning = short_run_warning(results)
+    if warning:
+        console.print(warning, highlight=False)
     affinity = results[0].get("affinity") if results else None
     if affinity and affinity.get("server"):
         console.print(
