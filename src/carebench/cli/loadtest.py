@@ -9,9 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from carebench.cli.options import (
-    add_database_options,
-    add_pattern_options,
-    add_resilience_options,
+    add_forwarded_server_options,
     database_config,
     forwarded_server_flags,
     pattern_config,
@@ -84,28 +82,7 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
         choices=("http", "inprocess"),
         help="http (default): real servers; inprocess: call the patterns directly",
     )
-    server = parser.add_argument_group("servers started by the load test")
-    server.add_argument(
-        "--request-timeout",
-        type=seconds,
-        default=5.0,
-        help="server-side deadline per request (default 5)",
-    )
-    server.add_argument(
-        "--critical-timeout",
-        type=seconds,
-        default=2.0,
-        help="server-side deadline of critical requests (default 2)",
-    )
-    server.add_argument(
-        "--batch-timeout",
-        type=seconds,
-        default=30.0,
-        help="server-side deadline of batch requests (default 30)",
-    )
-    add_pattern_options(parser)
-    add_resilience_options(parser)
-    add_database_options(parser)
+    add_forwarded_server_options(parser)
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:

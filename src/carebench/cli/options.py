@@ -247,6 +247,26 @@ def resilience_config(args: argparse.Namespace) -> ResilienceConfig:
     )
 
 
+def add_forwarded_server_options(parser: argparse.ArgumentParser) -> None:
+    """The `serve` flags a load test or sweep accepts and passes to each server it starts."""
+    group = parser.add_argument_group("servers started by the load test")
+    d = ServerConfig()
+    for flag, default, what in (
+        ("--request-timeout", d.request_timeout, "standard"),
+        ("--critical-timeout", d.critical_timeout, "critical"),
+        ("--batch-timeout", d.batch_timeout, "batch"),
+    ):
+        group.add_argument(
+            flag,
+            type=seconds,
+            default=default,
+            help=f"server-side deadline of {what} requests (default {default:g})",
+        )
+    add_pattern_options(parser)
+    add_resilience_options(parser)
+    add_database_options(parser)
+
+
 #: Flags a load test passes on to each server it starts: (flag, argparse dest, unit suffix).
 FORWARDED_FLAGS = (
     ("--workers", "workers", ""),

@@ -12,9 +12,7 @@ from rich.console import Console
 
 from carebench.cli.loadtest import selected_patterns
 from carebench.cli.options import (
-    add_database_options,
-    add_pattern_options,
-    add_resilience_options,
+    add_forwarded_server_options,
     forwarded_server_flags,
     seconds,
 )
@@ -50,27 +48,7 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--timeout", type=seconds, default=5.0, help="client-side timeout (5 s)")
     parser.add_argument("--ids", default="fixed:P12345", help="patient ids (see loadtest --ids)")
-    parser.add_argument(
-        "--request-timeout",
-        type=seconds,
-        default=5.0,
-        help="server-side deadline per request (default 5)",
-    )
-    parser.add_argument(
-        "--critical-timeout",
-        type=seconds,
-        default=2.0,
-        help="server-side deadline of critical requests (default 2)",
-    )
-    parser.add_argument(
-        "--batch-timeout",
-        type=seconds,
-        default=30.0,
-        help="server-side deadline of batch requests (default 30)",
-    )
-    add_pattern_options(parser)
-    add_resilience_options(parser)
-    add_database_options(parser)
+    add_forwarded_server_options(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true", help="print the sweep as JSON on stdout")
     output.add_argument("--output", metavar="FILE", help="write the sweep JSON to FILE")

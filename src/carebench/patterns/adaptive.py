@@ -16,7 +16,7 @@ from carebench.clock import Clock, MonotonicClock
 from carebench.errors import BackendError, DeadlineExceeded, Rejected
 from carebench.limits.base import create_limit
 from carebench.models import Patient, Query
-from carebench.patterns.base import PatternConfig, check_deadline, within_deadline
+from carebench.patterns.base import PatternConfig, check_deadline, query_backend
 from carebench.patterns.inflight import InFlight
 from carebench.responses import PlainResponseEncoder, ResponseEncoder
 
@@ -64,9 +64,7 @@ class AdaptivePattern:
         started = self._clock.now()
         dropped = False
         try:
-            return await within_deadline(
-                self._backend.get_patient(query.patient_id, query.deadline), query.deadline
-            )
+            return await query_backend(self._backend, query)
         except (BackendError, DeadlineExceeded):
             dropped = True
             raise

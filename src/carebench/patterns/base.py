@@ -147,6 +147,13 @@ def _expire(future: asyncio.Future[Any]) -> None:
         future.set_exception(DeadlineExceeded("deadline exceeded while queued"))
 
 
+async def query_backend(backend: Backend, query: Query) -> Patient:
+    """The backend's answer to `query`, cut off at its deadline."""
+    return await within_deadline(
+        backend.get_patient(query.patient_id, query.deadline), query.deadline
+    )
+
+
 async def within_deadline(awaitable: Awaitable[T], deadline: float) -> T:
     """Await `awaitable`, cancelling it and raising `DeadlineExceeded` at `deadline` (loop time)."""
     try:

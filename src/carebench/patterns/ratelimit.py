@@ -14,7 +14,7 @@ from carebench.clock import Clock, MonotonicClock
 from carebench.errors import RateLimited, Rejected
 from carebench.limits.token_bucket import TokenBucket
 from carebench.models import Patient, Query
-from carebench.patterns.base import PatternConfig, check_deadline, within_deadline
+from carebench.patterns.base import PatternConfig, check_deadline, query_backend
 from carebench.patterns.inflight import InFlight
 from carebench.responses import PlainResponseEncoder, ResponseEncoder
 
@@ -55,9 +55,7 @@ class RateLimitPattern:
             )
         self._in_flight.enter()
         try:
-            return await within_deadline(
-                self._backend.get_patient(query.patient_id, query.deadline), query.deadline
-            )
+            return await query_backend(self._backend, query)
         finally:
             self._in_flight.exit()
 

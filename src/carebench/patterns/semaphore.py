@@ -15,7 +15,7 @@ from carebench.backends.base import Backend
 from carebench.clock import Clock
 from carebench.errors import Rejected
 from carebench.models import Patient, Query
-from carebench.patterns.base import PatternConfig, check_deadline, within_deadline
+from carebench.patterns.base import PatternConfig, check_deadline, query_backend
 from carebench.patterns.inflight import InFlight
 from carebench.responses import PlainResponseEncoder, ResponseEncoder
 
@@ -54,9 +54,7 @@ class SemaphorePattern:
         check_deadline(query)
         await self._acquire(query)
         try:
-            return await within_deadline(
-                self._backend.get_patient(query.patient_id, query.deadline), query.deadline
-            )
+            return await query_backend(self._backend, query)
         finally:
             self._release()
 

@@ -24,7 +24,7 @@ from carebench.patterns.base import (
     PatternConfig,
     await_until,
     check_deadline,
-    within_deadline,
+    query_backend,
 )
 from carebench.patterns.priority import ClassQueue
 from carebench.responses import PlainResponseEncoder, ResponseEncoder
@@ -153,9 +153,7 @@ class WorkerPoolPattern:
         self._busy += 1
         started = loop.time()
         try:
-            patient = await within_deadline(
-                self._backend.get_patient(query.patient_id, query.deadline), query.deadline
-            )
+            patient = await query_backend(self._backend, query)
         except asyncio.CancelledError:
             if not future.done():
                 future.set_exception(Rejected("server shut down before the request finished"))
