@@ -8,6 +8,7 @@ until the half-open probe, which they do not expose.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -17,6 +18,7 @@ from carebench.errors import BackendError, Rejected
 from carebench.models import Patient
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+DEADLINE_TOLERANCE = 0.001
 
 
 class CircuitBreaker:
@@ -115,25 +117,25 @@ class BreakerBackend:
         if ticket is None:
             wait = math.ceil(self.breaker.retry_after()) or 1
             raise Rejected("circuit breaker open: the database is failing", retry_after=wait)
-        settled = False
         try:
             patient = await self._inner.get_patient(patient_id, deadline)
         except BackendError:
-            settled = True
             self.breaker.record_failure(ticket)
             raise
-        else:
-            settled = True
-            self.breaker.record_success(ticket)
-            return patient
-        finally:
-            if not settled:
-                self._unsettled(ticket, deadline)
+        except asyncio.CancelledError:
+            self._cancelled(ticket, deadline)
+            raise
+        except BaseException:  # not the database's verdict (e.g. a bug): no effect on the circuit
+            self.breaker.release(ticket)
+            raise
+        self.breaker.record_success(ticket)
+        return patient
 
-    def _unsettled(self, ticket: str, deadline: float | None) -> None:
-        # Cancelled at the request's deadline: the database was too slow, which is a failure
-        # (a hanging database must open the circuit). Cancelled earlier: no verdict.
-        if deadline is not None and self._clock.now() >= deadline:
+    def _cancelled(self, ticket: str, deadline: float | None) -> None:
+        # Cut off at the request's deadline: the database was too slow, which is a failure
+        # (a hanging database must open the circuit). Cancelled earlier: no verdict. The
+        # tolerance covers timers that fire a clock tick early.
+        if deadline is not None and self._clock.now() >= deadline - DEADLINE_TOLERANCE:
             self.breaker.record_failure(ticket)
         else:
             self.breaker.release(ticket)
