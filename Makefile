@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run serve test lint format clean profile overhead benchmarks-md
+.PHONY: install run serve test lint format clean profile overhead benchmarks-md bench bench-baseline bench-compare
 
 install: $(STAMP)
 
@@ -23,16 +23,34 @@ serve: $(STAMP)
 	$(BIN)/carebench serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
 
 test: lint
 	$(BIN)/pytest --cov --cov-report=term
+
+# Microbenchmarks (the analogue of `go test -bench=. -benchmem`); not part of `make test`.
+BENCH_DIR := .benchmarks
+BENCH := $(BIN)/pytest benchmarks -p no:cacheprovider --benchmark-columns=min,median,iqr,ops,rounds
+BENCH_MAX_SLOWDOWN ?= 20
+
+bench: $(STAMP)
+	mkdir -p $(BENCH_DIR)
+	$(BENCH) --benchmark-json=$(BENCH_DIR)/latest.json --benchmark-autosave
+
+bench-baseline: $(STAMP)
+	mkdir -p $(BENCH_DIR)
+	$(BENCH) --benchmark-json=$(BENCH_DIR)/baseline.json
+
+bench-compare: $(STAMP)
+	@test -f $(BENCH_DIR)/baseline.json || { echo "error: no $(BENCH_DIR)/baseline.json; run 'make bench-baseline' first" >&2; exit 2; }
+	$(BENCH) --benchmark-json=$(BENCH_DIR)/latest.json --benchmark-compare=$(BENCH_DIR)/baseline.json
+	$(BIN)/python benchmarks/compare.py $(BENCH_DIR)/baseline.json $(BENCH_DIR)/latest.json --max-slowdown $(BENCH_MAX_SLOWDOWN)
 
 # CPU profile of the server under load -> results/profile-workerpool.html
 profile: $(STAMP)
