@@ -16,6 +16,11 @@ for profile in realistic ideal; do
       > "$out/loadtest-$profile-c$clients.txt"
   done
 done
+# Open loop at twice the realistic database's capacity (~140 req/s with 20 workers): arrivals
+# do not slow down when the server does, unlike closed-loop clients.
+echo "== loadtest realistic open loop 280/s" >&2
+"$bin/carebench" loadtest --rate 280 --duration 10 --warmup 2 --concurrency 1000 --seed 1 \
+  --output "$out/loadtest-realistic-r280.json" > "$out/loadtest-realistic-r280.txt"
 echo "== sweep" >&2
 "$bin/carebench" sweep --concurrency 10,25,50,100,200,400 --duration 5 --warmup 1 --seed 1 \
   --output "$out/sweep.json" --png docs/sweep.png > "$out/sweep.txt"

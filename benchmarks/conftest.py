@@ -20,6 +20,7 @@ import uvloop
 from carebench.backends.simulator import SimulatedBackend, SimulatorConfig
 from carebench.limits.gradient2 import Gradient2Limit
 from carebench.loadgen.channels import InProcessChannel
+from carebench.models import PRIORITIES
 from carebench.patterns.adaptive import AdaptivePattern
 from carebench.patterns.base import Pattern, PatternConfig, create_pattern
 
@@ -152,7 +153,7 @@ class PatternHarness:
         except BaseException:
             self._runner.close()
             raise
-        self._channel = InProcessChannel(self.pattern, REQUEST_TIMEOUT)
+        self._channel = InProcessChannel(self.pattern, dict.fromkeys(PRIORITIES, REQUEST_TIMEOUT))
 
     async def _start(self) -> Pattern:
         backend = SimulatedBackend(self.backend_config)

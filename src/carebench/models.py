@@ -11,6 +11,8 @@ import msgspec
 #: Request priority classes, most urgent first (X-Request-Priority).
 PRIORITIES = ("critical", "standard", "batch")
 PRIORITY_RANK = {name: rank for rank, name in enumerate(PRIORITIES)}
+#: ER/ICU lookups cannot wait long; reporting queries can (the reference README's advice).
+DEFAULT_CLASS_TIMEOUTS = {"critical": 2.0, "standard": 5.0, "batch": 30.0}
 
 #: FHIR resource ids: https://hl7.org/fhir/datatypes.html#id
 PATIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")

@@ -14,7 +14,7 @@ class ScriptedChannel:
         self._state = state
         self.resets = 0
 
-    async def fetch(self, patient_id: str) -> int:
+    async def fetch(self, patient_id: str, priority: str | None = None) -> int:
         self._state["active"] += 1
         self._state["peak"] = max(self._state["peak"], self._state["active"])
         try:
@@ -43,7 +43,7 @@ class StallOnceChannel:
         self.at_call = at_call
         self.calls = 0
 
-    async def fetch(self, patient_id: str) -> int:
+    async def fetch(self, patient_id: str, priority: str | None = None) -> int:
         self.calls += 1
         if self.calls == self.at_call:
             await asyncio.sleep(self.stall)

@@ -15,9 +15,10 @@ from typing import Any
 import jsonschema
 import pytest
 
+from carebench.backends.simulator import SimulatorConfig
 from carebench.loadgen.config import LoadConfig
 from carebench.loadgen.runner import RunPlan, run_plan
-from carebench.patterns.base import pattern_names
+from carebench.patterns.base import PatternConfig, pattern_names
 from carebench.server.process import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -235,3 +236,35 @@ def test_ctrl_c_stops_cleanly_and_reports_what_it_measured() -> None:
     assert "=== optimized" not in stdout
     assert "Traceback" not in stderr
     assert servers_with(marker) == []
+
+
+@pytest.mark.parametrize("mode", ["http", "inprocess"])
+def test_priority_mix_under_overload_favours_critical(mode: str) -> None:
+    """Overloading a small worker pool with a class mix: critical succeeds more than batch."""
+    plan = RunPlan(
+        patterns=["workerpool"],
+        load=LoadConfig(requests=600, concurrency=60, priorities="critical:1,batch:1", seed=3),
+        mode=mode,
+        server_args=[
+            "--workers",
+            "2",
+            "--queue-size",
+            "10",
+            "--min-latency",
+            "10",
+            "--max-latency",
+            "10",
+            "--error-rate",
+            "0",
+            "--db-profile",
+            "ideal",
+        ],
+        pattern_config=PatternConfig(workers=2, queue_size=10),
+        database=SimulatorConfig(0.01, 0.01, 0.0, profile="ideal"),
+    )
+    (result,) = run_plan(plan)
+    classes = result["by_priority"]
+    assert set(classes) == {"critical", "batch"}
+    assert sum(c["total_requests"] for c in classes.values()) == 600
+    assert classes["critical"]["success_rate_percent"] > classes["batch"]["success_rate_percent"]
+    jsonschema.validate([result], schema())

@@ -19,6 +19,7 @@ from carebench.errors import ConfigError
 from carebench.loadgen.client import parse_url
 from carebench.loadgen.config import ARRIVALS, LoadConfig
 from carebench.loadgen.ids import parse_ids
+from carebench.loadgen.priorities import parse_priorities
 from carebench.loadgen.runner import RunPlan, run_plan
 from carebench.patterns.base import check_pattern_name, pattern_names
 from carebench.report.export import write_outputs
@@ -75,6 +76,10 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
         default="fixed:P12345",
         help="patient ids: fixed:ID, uniform:N or zipf:N[:S] (default fixed:P12345)",
     )
+    load.add_argument(
+        "--priorities",
+        help="send X-Request-Priority drawn from weights, e.g. critical:10,standard:70,batch:20",
+    )
     load.add_argument("--target", help="drive this already-running server instead of starting one")
     load.add_argument(
         "--mode",
@@ -112,9 +117,11 @@ def build_plan(args: argparse.Namespace) -> RunPlan:
         timeout=args.timeout,
         warmup=args.warmup,
         ids=args.ids,
+        priorities=args.priorities,
         seed=args.seed,
     )
     parse_ids(load.ids)
+    parse_priorities(load.priorities)
     if args.target and args.mode == "inprocess":
         raise ConfigError(
             "--target drives a server over HTTP; it cannot be combined with "
@@ -133,6 +140,7 @@ def build_plan(args: argparse.Namespace) -> RunPlan:
         pattern_config=patterns,
         database=database,
         request_timeout=args.request_timeout,
+        class_timeouts={"critical": args.critical_timeout, "batch": args.batch_timeout},
     )
 
 

@@ -16,7 +16,7 @@ PATIENTS_PATH = "/api/v1/patients?id="
 class Channel(Protocol):
     """Sends one request at a time and returns its HTTP status (or the status it stands for)."""
 
-    async def fetch(self, patient_id: str) -> int:
+    async def fetch(self, patient_id: str, priority: str | None = None) -> int:
         """Raises OSError (ConnectionError included) when the connection fails."""
         ...
 
@@ -36,11 +36,12 @@ class HttpChannel:
         self._prefix = base_path + PATIENTS_PATH
         self._connection: HttpConnection | None = None
 
-    async def fetch(self, patient_id: str) -> int:
+    async def fetch(self, patient_id: str, priority: str | None = None) -> int:
         connection = self._connection
         if connection is None or connection.closed:
             connection = self._connection = await HttpConnection.open(self._host, self._port)
-        response = await connection.get(self._prefix + patient_id)
+        headers = {"X-Request-Priority": priority} if priority else None
+        response = await connection.get(self._prefix + patient_id, headers)
         return response.status
 
     def reset(self) -> None:
@@ -58,13 +59,15 @@ class InProcessChannel:
     The body is still encoded, so the pattern's encoder (pooled or not) is part of the cost.
     """
 
-    def __init__(self, pattern: Pattern, request_timeout: float) -> None:
+    def __init__(self, pattern: Pattern, deadlines: dict[str, float]) -> None:
         self._pattern = pattern
-        self._request_timeout = request_timeout
+        self._deadlines = deadlines
 
-    async def fetch(self, patient_id: str) -> int:
+    async def fetch(self, patient_id: str, priority: str | None = None) -> int:
         loop = asyncio.get_running_loop()
-        query = Query(patient_id, loop.time() + self._request_timeout, "inprocess")
+        priority = priority or "standard"
+        deadline = loop.time() + self._deadlines[priority]
+        query = Query(patient_id, deadline, "inprocess", priority)
         try:
             patient = await self._pattern.submit(query)
         except Rejected:

@@ -28,6 +28,7 @@ class LoadConfig:
     timeout: float = 5.0
     warmup: float = 0.0
     ids: str = "fixed:P12345"
+    priorities: str | None = None
     seed: int | None = None
 
     def __post_init__(self) -> None:

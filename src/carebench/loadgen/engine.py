@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from carebench.loadgen.channels import Channel
 from carebench.loadgen.ids import IdChooser
+from carebench.loadgen.priorities import PriorityChooser, no_priority
 from carebench.loadgen.results import RunRecorder, classify
 
 #: Pause after a connection error so a dead server does not turn the loop into a busy spin.
@@ -66,9 +67,11 @@ class Engine:
         timeout: float,
         recorder: RunRecorder,
         clock: Clock = time.perf_counter,
+        choose_priority: PriorityChooser = no_priority,
     ) -> None:
         self.channels = channels
         self.choose_id = choose_id
+        self.choose_priority = choose_priority
         self.timeout = timeout
         self.recorder = recorder
         self.clock = clock
@@ -107,9 +110,10 @@ class Engine:
         sent = self.last_send = self.clock()
         self.sent += 1
         status = 0
+        priority = self.choose_priority()
         try:
             async with asyncio.timeout(self.timeout):
-                status = await channel.fetch(self.choose_id())
+                status = await channel.fetch(self.choose_id(), priority)
             outcome = classify(status)
         except TimeoutError:
             channel.reset()
@@ -119,9 +123,11 @@ class Engine:
             outcome = "connection_error"
         done = self.clock()
         if intended is None:
-            self.recorder.record(outcome, done - sent, done, status)
+            self.recorder.record(outcome, done - sent, done, status, priority=priority)
         else:
-            self.recorder.record(outcome, done - intended, done, status, uncorrected=done - sent)
+            self.recorder.record(
+                outcome, done - intended, done, status, done - sent, priority=priority
+            )
             self.recorder.note_lag(sent - intended)
         if outcome == "connection_error":
             await asyncio.sleep(CONNECTION_ERROR_BACKOFF)

@@ -45,6 +45,24 @@ class Interval:
         }
 
 
+@dataclass(slots=True)
+class ClassStats:
+    """Outcomes of one priority class, and the latency of its successes."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    success_latency: LatencyRecorder = field(default_factory=LatencyRecorder)
+
+    def as_dict(self) -> dict[str, Any]:
+        total = sum(self.counts.values())
+        return {
+            "total_requests": total,
+            "outcomes": dict(self.counts),
+            "success_rate_percent": _percent(self.counts["success"], total),
+            "rejection_rate_percent": _percent(self.counts["rejected"], total),
+            "success_latency_ms": self.success_latency.summary_ms(),
+        }
+
+
 class RunRecorder:
     """Collects one run's results. Memory is bounded: histograms, not lists of samples."""
 
@@ -56,12 +74,25 @@ class RunRecorder:
         self.status_codes: dict[int, int] = {}
         self.timeline: list[Interval] = []
         self.max_lag = 0.0
-        self.finished: float | None = None
+        self.by_priority: dict[str, ClassStats] = {}
 
     def record(
-        self, outcome: str, latency: float, now: float, status: int = 0, uncorrected: float = -1.0
+        self,
+        outcome: str,
+        latency: float,
+        now: float,
+        status: int = 0,
+        uncorrected: float = -1.0,
+        priority: str | None = None,
     ) -> None:
         """One finished request: its outcome, latency (seconds) and completion time."""
+        if priority is not None:
+            stats = self.by_priority.get(priority) or self.by_priority.setdefault(
+                priority, ClassStats()
+            )
+            stats.counts[outcome] += 1
+            if outcome == "success":
+                stats.success_latency.record(latency)
         self.latency[outcome].record(latency)
         if uncorrected >= 0:
             self.uncorrected.record(uncorrected)
@@ -112,6 +143,10 @@ class RunRecorder:
             "latency_spectrum": overall.spectrum_ms(),
             "latency_histogram": overall.encode(),
             "timeline": [slot.as_dict(self.interval) for slot in self.timeline],
+            "by_priority": {
+                name: stats.as_dict() for name, stats in sorted(self.by_priority.items())
+            }
+            or None,
         }
 
 

@@ -25,8 +25,10 @@ from carebench.loadgen.config import LoadConfig
 from carebench.loadgen.engine import Engine, Schedule
 from carebench.loadgen.ids import parse_ids
 from carebench.loadgen.machine import describe_machine
+from carebench.loadgen.priorities import parse_priorities
 from carebench.loadgen.results import RunRecorder
 from carebench.loadgen.sampler import HttpMetricsProbe, Sampler, in_process_probe
+from carebench.models import DEFAULT_CLASS_TIMEOUTS
 from carebench.patterns.base import PatternConfig, create_pattern
 from carebench.server.process import ServerProcess
 
@@ -72,6 +74,8 @@ class RunPlan:
     pattern_config: PatternConfig = field(default_factory=PatternConfig)
     database: SimulatorConfig = field(default_factory=SimulatorConfig)
     request_timeout: float = 5.0
+    #: In-process mode: deadline per priority class (standard = request_timeout).
+    class_timeouts: dict[str, float] = field(default_factory=dict)
 
 
 def split_cpus() -> tuple[set[int] | None, set[int] | None]:
@@ -140,9 +144,9 @@ async def _drive_in_process(label: str, plan: RunPlan, progress: Progress) -> di
     backend = SimulatedBackend(plan.database)
     pattern = create_pattern(label, backend, plan.pattern_config)
     await pattern.start()
-    channels = [
-        InProcessChannel(pattern, plan.request_timeout) for _ in range(plan.load.concurrency)
-    ]
+    deadlines = {**DEFAULT_CLASS_TIMEOUTS, **plan.class_timeouts}
+    deadlines["standard"] = plan.request_timeout
+    channels = [InProcessChannel(pattern, deadlines) for _ in range(plan.load.concurrency)]
     try:
         result = await _measure(
             label, plan, channels, in_process_probe(pattern.stats), progress, target=None
@@ -162,7 +166,13 @@ async def _measure(
     target: str | None,
 ) -> dict[str, Any]:
     load = plan.load
-    engine = Engine(channels, parse_ids(load.ids, load.seed), load.timeout, RunRecorder(0.0))
+    engine = Engine(
+        channels,
+        parse_ids(load.ids, load.seed),
+        load.timeout,
+        RunRecorder(time.perf_counter()),
+        choose_priority=parse_priorities(load.priorities, load.seed),
+    )
     with _stop_on_interrupt(engine):
         if load.warmup > 0:
             await _warm_up(engine, load)
@@ -259,6 +269,7 @@ def _config_report(plan: RunPlan) -> dict[str, Any]:
         "timeout": load.timeout,
         "warmup": load.warmup,
         "ids": load.ids,
+        "priorities": load.priorities,
         "seed": load.seed,
         "server_args": list(plan.server_args),
     }

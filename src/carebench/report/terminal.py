@@ -33,6 +33,7 @@ def detail_block(result: dict[str, Any]) -> str:
         rej = result["rejection_latency_ms"]
         lines.append(f"Rejected in (ms): median {rej['median']:.2f}  p99 {rej['p99']:.2f}")
     lines.extend(_open_loop_lines(result.get("open_loop")))
+    lines.extend(_priority_lines(result.get("by_priority")))
     if result.get("interrupted"):
         lines.append("(interrupted: partial results)")
     return "\n".join(lines)
@@ -46,6 +47,22 @@ def _breakdown(result: dict[str, Any]) -> str:
         if outcomes.get(name)
     ]
     return f"({', '.join(parts)})" if parts else ""
+
+
+def _priority_lines(by_priority: dict[str, Any] | None) -> list[str]:
+    if not by_priority:
+        return []
+    lines = ["By priority:"]
+    for name in ("critical", "standard", "batch"):
+        if name in by_priority:
+            c = by_priority[name]
+            lines.append(
+                f"  {name:<9} {c['total_requests']:>7} requests  "
+                f"ok {c['success_rate_percent']:6.2f}%  "
+                f"rejected {c['rejection_rate_percent']:6.2f}%  "
+                f"p99 ok {c['success_latency_ms']['p99']:.1f} ms"
+            )
+    return lines
 
 
 def _open_loop_lines(open_loop: dict[str, Any] | None) -> list[str]:

@@ -19,7 +19,7 @@ from carebench.errors import BackendError, ClientGone, DeadlineExceeded, RateLim
 from carebench.metrics.process import process_stats
 from carebench.metrics.prometheus import CONTENT_TYPE, CarebenchCollector, build_registry, render
 from carebench.metrics.requests import RequestMetrics
-from carebench.models import PRIORITY_RANK, Query, is_valid_patient_id
+from carebench.models import DEFAULT_CLASS_TIMEOUTS, PRIORITY_RANK, Query, is_valid_patient_id
 from carebench.patterns.base import Pattern
 from carebench.responses import encode_error
 from carebench.server.http import (
@@ -37,8 +37,7 @@ log = logging.getLogger("carebench.server")
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 PATIENTS_PATH = "/api/v1/patients"
-#: ER/ICU lookups cannot wait long; reporting queries can (the reference README's advice).
-DEFAULT_CLASS_TIMEOUTS = {"critical": 2.0, "standard": 5.0, "batch": 30.0}
+
 #: Nginx's code for "client closed request": logged and counted, never sent.
 CLIENT_CLOSED = 499
 
