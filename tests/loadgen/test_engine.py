@@ -113,3 +113,14 @@ async def test_closed_loop_can_be_bounded_by_time() -> None:
     await engine.closed_loop(float("inf"), until=until)
     assert engine.recorder.total == engine.sent > 0
     assert engine.last_send <= until
+
+
+async def test_warm_up_is_forgotten_when_measuring_starts() -> None:
+    """Requests sent before start_measuring count neither in the send rate nor the results."""
+    engine, _, _ = engine_with([200], clients=2)
+    await engine.closed_loop(10)
+    fresh = RunRecorder(time.perf_counter())
+    engine.start_measuring(fresh)
+    await engine.closed_loop(4)
+    assert engine.sent == 4
+    assert fresh.total == 4

@@ -99,15 +99,22 @@ def test_sweep_series_groups_by_pattern_and_sorts_by_level(sweep: dict[str, Any]
     assert [r["level"] for r in series["naive"]] == [10, 50, 100]
 
 
-def test_throughput_peak_is_the_highest_throughput(sweep: dict[str, Any]) -> None:
-    """The peak is the level with the most req/s; a tie goes to the lower level."""
+def test_goodput_peak_is_the_highest_goodput(sweep: dict[str, Any]) -> None:
+    """The peak is the level with the most successful req/s; a tie goes to the lower level."""
     series = sweep_analysis.sweep_series(sweep)
-    peaks = {name: sweep_analysis.throughput_peak(points) for name, points in series.items()}
+    peaks = {name: sweep_analysis.goodput_peak(points) for name, points in series.items()}
     assert {name: peak["level"] for name, peak in peaks.items() if peak} == {
         "naive": 50,
         "workerpool": 50,
     }
-    assert sweep_analysis.throughput_peak([]) is None
+    assert sweep_analysis.goodput_peak([]) is None
+
+
+def test_a_rejection_storm_is_not_a_peak() -> None:
+    """Thousands of fast rejections per second do not beat fewer successful responses."""
+    calm = make_result(rps=100.0, level=10)
+    storm = make_result(rps=20_000.0, level=100, outcomes={"success": 1, "rejected": 199})
+    assert sweep_analysis.goodput_peak([calm, storm]) is calm
 
 
 @pytest.mark.parametrize(

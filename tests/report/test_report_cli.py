@@ -195,12 +195,12 @@ def test_sweep_prints_a_table_per_level_and_the_knee(
     for level in (10, 50, 100):
         assert f"concurrency = {level}" in out
     assert (
-        "naive: throughput peaks at 50 clients (90.0 req/s); "
-        "p99 passes 2x its lowest-level value at 100"
+        "naive: goodput peaks at 50 clients (90.0 successful req/s); "
+        "p99 of successes passes 2x its lowest-level value at 100"
     ) in out
     assert (
-        "workerpool: throughput peaks at 50 clients (100.0 req/s); "
-        "p99 stays within 2x of its lowest-level value"
+        "workerpool: goodput peaks at 50 clients (100.0 successful req/s); "
+        "p99 of successes stays within 2x of its lowest-level value"
     ) in out
 
 

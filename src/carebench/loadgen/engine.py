@@ -79,6 +79,12 @@ class Engine:
         self.sent = 0
         self.last_send = 0.0
 
+    def start_measuring(self, recorder: RunRecorder) -> None:
+        """Record into `recorder` from now on; what was sent before (warm-up) is forgotten."""
+        self.recorder = recorder
+        self.sent = 0
+        self.last_send = 0.0
+
     async def closed_loop(self, requests: float, until: float = math.inf) -> None:
         """`len(channels)` clients send back to back until `requests` are sent or `until`."""
         remaining = requests

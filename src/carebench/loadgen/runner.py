@@ -176,7 +176,8 @@ async def _measure(
     with _stop_on_interrupt(engine):
         if load.warmup > 0:
             await _warm_up(engine, load)
-        recorder = engine.recorder = RunRecorder(time.perf_counter())
+        recorder = RunRecorder(time.perf_counter())
+        engine.start_measuring(recorder)
         sampler = Sampler(probe, recorder.started)
         sampler.start()
         ticker = _tick(progress, label, load, engine, recorder)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from carebench.report.compare import choose_winner
-from carebench.report.sweep import sweep_lines
+from carebench.report.sweep import success_p99, sweep_lines
 
 SCENARIO = re.compile(r"loadtest-(?P<profile>[a-z]+)-(?P<kind>[cr])(?P<level>\d+)\.json")
 COLLECT = "benchmarks/collect.sh"
@@ -25,7 +25,7 @@ def render_markdown(directory: Path, docs: Path) -> str:
         _machine(scenarios),
         _analysis(scenarios, directory),
         *(_scenario(name, results, docs) for name, results in scenarios.items()),
-        _sweep(directory),
+        _sweep(directory, docs),
         _text_block(directory / "overhead.txt", "Server overhead", OVERHEAD_INTRO),
         _text_block(directory / "client_vs_wrk.txt", "Load generator versus wrk", CLIENT_INTRO),
         _bench(directory),
@@ -99,6 +99,13 @@ def _analysis(scenarios: dict[str, list[dict[str, Any]]], directory: Path) -> st
             found = re.search(pattern, path.read_text())
             if found:
                 lines.append(f"- {path.stem.replace('_', ' ')}: {found.group(0).strip()}")
+    bench = directory / "bench.txt"
+    if bench.exists():
+        lines += [
+            f"- microbenchmarks: {line.strip()}"
+            for line in bench.read_text().splitlines()
+            if line.startswith("optimized ")
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -108,9 +115,14 @@ def _verdict(results: list[dict[str, Any]]) -> str:
         return "no pattern succeeded"
     by_name = {r["pattern"]: r for r in results}
     best = by_name[verdict.winner]
+    how = (
+        "near-tie on goodput, decided by the p99"
+        if "within" in verdict.reason
+        else "highest goodput"
+    )
     text = (
-        f"{verdict.winner} wins ({verdict.reason}; p99 of successes "
-        f"{best['success_latency_ms']['p99']:.0f} ms)."
+        f"{verdict.winner} wins ({how}): {best['goodput_per_second']:.1f} successful req/s, "
+        f"p99 of successes {best['success_latency_ms']['p99']:.0f} ms."
     )
     worst = min(results, key=lambda r: r["goodput_per_second"])
     text += (
@@ -186,11 +198,14 @@ def _results_table(results: list[dict[str, Any]]) -> str:
     return header + "\n".join(rows) + "\n"
 
 
-def _sweep(directory: Path) -> str:
+def _sweep(directory: Path, docs: Path) -> str:
     path = directory / "sweep.json"
     if not path.exists():
         return ""
     sweep = json.loads(path.read_text())
+    from carebench.report.plots import sweep_png
+
+    (docs / "sweep.png").write_bytes(sweep_png(sweep))
     rows = [
         "| pattern | " + " | ".join(f"{level:g}" for level in sweep["levels"]) + " |",
         "|---|" + "---|" * len(sweep["levels"]),
@@ -200,7 +215,7 @@ def _sweep(directory: Path) -> str:
         series.setdefault(r["pattern"], {})[r["level"]] = r
     for name, points in series.items():
         cells = [
-            f"{points[level]['goodput_per_second']:.0f} / {points[level]['latency_ms']['p99']:.0f}"
+            f"{points[level]['goodput_per_second']:.0f} / {success_p99(points[level]):.0f}"
             if level in points
             else "-"
             for level in sweep["levels"]
@@ -211,11 +226,11 @@ def _sweep(directory: Path) -> str:
         f"`carebench sweep --{sweep['axis']} {','.join(f'{x:g}' for x in sweep['levels'])} "
         f"--duration {sweep.get('duration_seconds', 5):g} --warmup 1 --seed 1 "
         "--png docs/sweep.png`\n\n"
-        "Goodput (successful req/s) / p99 (ms) at each level:\n\n"
+        "Goodput (successful req/s) / p99 of successes (ms) at each level:\n\n"
         + "\n".join(rows)
         + "\n\n"
         + "\n".join(f"- {line}" for line in sweep_lines(sweep))
-        + "\n\n![sweep](docs/sweep.png)\n"
+        + f"\n\n![sweep]({(docs / 'sweep.png').as_posix()})\n"
     )
 
 
@@ -225,54 +240,24 @@ def _text_block(path: Path, title: str, intro: str) -> str:
     return f"## {title}\n\n{intro}\n\n```\n{path.read_text().strip()}\n```\n"
 
 
+SUMMARY_MARK = "carebench: extra_info per benchmark"
+
+
 def _bench(directory: Path) -> str:
-    path = directory / "bench.json"
+    """The suite's own summary (time, held allocations, GC work, Little's law, memory)."""
+    path = directory / "bench.txt"
     if not path.exists():
         return ""
-    document = json.loads(path.read_text())
-    keys = sorted({k for b in document["benchmarks"] for k in b.get("extra_info", {})})
-    shown = [k for k in keys if isinstance(_first(document, k), int | float)]
-    rows = [
-        "| group | benchmark | median | " + " | ".join(shown) + " |",
-        "|---|---|---|" + "---|" * len(shown),
-    ]
-    for bench in sorted(document["benchmarks"], key=lambda b: (b.get("group") or "", b["name"])):
-        extra = bench.get("extra_info", {})
-        cells = [_number(extra.get(k)) for k in shown]
-        rows.append(
-            f"| {bench.get('group') or ''} | {bench['name']} | "
-            f"{bench['stats']['median'] * 1000:.2f} ms | " + " | ".join(cells) + " |"
-        )
-    notes = _bench_notes(directory)
+    text = path.read_text()
+    start = text.find(SUMMARY_MARK)
+    if start < 0:
+        return ""
+    summary = text[text.index("\n", start) + 1 :]
+    summary = summary.split("\n=", 1)[0].strip()
     return (
         "## Microbenchmarks (`make bench`)\n\n"
-        "pytest-benchmark, patterns driven in-process (see benchmarks/README.md for what each "
-        "column means).\n\n" + "\n".join(rows) + "\n" + notes
+        "pytest-benchmark, every pattern driven in-process (benchmarks/README.md explains each "
+        "column; `blocks/req` and `bytes/req` are what one in-flight request holds, since "
+        "CPython cannot count total allocations the way Go's -benchmem does).\n\n"
+        f"```\n{summary}\n```\n"
     )
-
-
-def _bench_notes(directory: Path) -> str:
-    text = directory / "bench.txt"
-    if not text.exists():
-        return ""
-    lines = [
-        line
-        for line in text.read_text().splitlines()
-        if "optimized" in line.lower() and ("allocat" in line.lower() or "ratio" in line.lower())
-    ]
-    return "\n" + "\n".join(f"> {line.strip()}" for line in lines[:5]) + "\n" if lines else ""
-
-
-def _first(document: dict[str, Any], key: str) -> Any:
-    return next(
-        (b["extra_info"][key] for b in document["benchmarks"] if key in b.get("extra_info", {})),
-        None,
-    )
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return "" if value is None else str(value)

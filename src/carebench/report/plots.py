@@ -15,7 +15,13 @@ from matplotlib.ticker import LogFormatter, NullFormatter, NullLocator
 from carebench.loadgen.results import OUTCOMES
 
 #: Resolution of every chart: readable in a browser, small enough to embed in HTML.
-from carebench.report.sweep import KNEE_FACTOR, p99_knee, sweep_series, throughput_peak
+from carebench.report.sweep import (
+    KNEE_FACTOR,
+    goodput_peak,
+    p99_knee,
+    success_p99,
+    sweep_series,
+)
 
 DPI = 80
 #: Log axes cannot show zero; latencies below this (in ms) are drawn at this value.
@@ -204,9 +210,8 @@ def sweep_png(sweep: dict[str, Any]) -> bytes:
 def _sweep_curves(panels: Panels, name: str, points: list[dict[str, Any]], colour: str) -> None:
     rate, latency, rejected = panels
     levels = [float(r["level"]) for r in points]
-    rate.plot(levels, [r["requests_per_second"] for r in points], color=colour, marker="o")
-    rate.plot(levels, [r["goodput_per_second"] for r in points], color=colour, linestyle="--")
-    p99s = [_log_ms(r["latency_ms"]["p99"]) for r in points]
+    rate.plot(levels, [r["goodput_per_second"] for r in points], color=colour, marker="o")
+    p99s = [_log_ms(success_p99(r)) for r in points]
     latency.plot(levels, p99s, color=colour, marker="o", label=_plain(name))
     rejections = [r["rejection_rate_percent"] for r in points]
     rejected.plot(levels, rejections, color=colour, marker="o")
@@ -218,15 +223,15 @@ def _mark_peak_and_knee(
     """Mark the peak and the knee; their labels (which name the level) sit in a column, one slot
     per pattern, because patterns often peak or bend at the same level and labels would collide."""
     rate, latency, _ = panels
-    peak = throughput_peak(points)
+    peak = goodput_peak(points)
     if peak is not None:
-        x, y = float(peak["level"]), peak["requests_per_second"]
+        x, y = float(peak["level"]), peak["goodput_per_second"]
         rate.plot([x], [y], marker="*", markersize=16, color=colour, linestyle="none")
         where = (0.98, 0.04 + 0.07 * slot)
         _corner_label(rate, where, f"peak {y:.0f}/s at {x:g}", colour, ha="right", va="bottom")
     knee = p99_knee(points)
     if knee is not None:
-        x, y = float(knee["level"]), _log_ms(knee["latency_ms"]["p99"])
+        x, y = float(knee["level"]), _log_ms(success_p99(knee))
         latency.plot([x], [y], marker="X", markersize=12, color=colour, linestyle="none")
         where = (0.03, 0.96 - 0.07 * slot)
         _corner_label(latency, where, f"p99 knee at {x:g}", colour, ha="left", va="top")
@@ -245,12 +250,12 @@ def _sweep_axes(panels: Panels, axis: str, levels: list[float]) -> None:
     # Levels like 1, 2, 4, ... 256 crowd together at the left of a linear axis.
     spread = bool(levels) and min(levels) > 0 and max(levels) / min(levels) >= 20
     titles = (
-        "Throughput (solid, * = peak) and goodput (dashed)",
-        f"p99 latency (X = knee: first level over {KNEE_FACTOR:g}x the lowest level's)",
+        "Goodput: successful responses per second (* = peak)",
+        f"p99 of successes (X = knee: first level over {KNEE_FACTOR:g}x the lowest level's)",
         "Rejection rate",
     )
     for axes, ylabel, title in zip(
-        panels, ("req/s", "p99 latency (ms)", "rejected (%)"), titles, strict=True
+        panels, ("successful req/s", "p99 latency (ms)", "rejected (%)"), titles, strict=True
     ):
         if spread:
             axes.set_xscale("log")

@@ -26,21 +26,27 @@ def sweep_series(sweep: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def throughput_peak(points: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The result with the highest throughput (the lowest level wins a tie)."""
+def success_p99(result: dict[str, Any]) -> float:
+    """The p99 of successful responses: fast rejections would flatter the p99 of all."""
+    return float(result["success_latency_ms"]["p99"])
+
+
+def goodput_peak(points: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The result with the most successful responses per second (the lowest level wins a
+    tie). Raw throughput would crown rejection storms: shed requests are answered fast."""
     if not points:
         return None
-    return max(points, key=lambda r: (r["requests_per_second"], -float(r["level"])))
+    return max(points, key=lambda r: (r["goodput_per_second"], -float(r["level"])))
 
 
 def p99_knee(points: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The first result whose p99 exceeds KNEE_FACTOR x the p99 at the lowest level."""
+    """The first result whose p99 of successes exceeds KNEE_FACTOR x the lowest level's."""
     if not points:
         return None
-    baseline = points[0]["latency_ms"]["p99"]
+    baseline = success_p99(points[0])
     if baseline <= 0:
         return None
-    return next((r for r in points[1:] if r["latency_ms"]["p99"] > KNEE_FACTOR * baseline), None)
+    return next((r for r in points[1:] if success_p99(r) > KNEE_FACTOR * baseline), None)
 
 
 def sweep_lines(sweep: dict[str, Any]) -> list[str]:
@@ -48,17 +54,20 @@ def sweep_lines(sweep: dict[str, Any]) -> list[str]:
     unit = "clients" if sweep["axis"] == "concurrency" else "req/s offered"
     lines = []
     for name, points in sweep_series(sweep).items():
-        peak, knee = throughput_peak(points), p99_knee(points)
+        peak, knee = goodput_peak(points), p99_knee(points)
         text = name
         if peak:
             text += (
-                f": throughput peaks at {peak['level']:g} {unit} "
-                f"({peak['requests_per_second']:.1f} req/s)"
+                f": goodput peaks at {peak['level']:g} {unit} "
+                f"({peak['goodput_per_second']:.1f} successful req/s)"
             )
         if knee:
-            text += f"; p99 passes {KNEE_FACTOR:g}x its lowest-level value at {knee['level']:g}"
+            text += (
+                f"; p99 of successes passes {KNEE_FACTOR:g}x its lowest-level value at "
+                f"{knee['level']:g}"
+            )
         else:
-            text += f"; p99 stays within {KNEE_FACTOR:g}x of its lowest-level value"
+            text += f"; p99 of successes stays within {KNEE_FACTOR:g}x of its lowest-level value"
         lines.append(text)
     return lines
 
