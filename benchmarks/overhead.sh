@@ -41,6 +41,12 @@ for round in $(seq "$rounds"); do
   measure carebench "$port" "/api/v1/patients?id=P12345" "$bin/carebench" serve --port "$port" \
     --pattern workerpool --queue-size 100000 --min-latency 0 --max-latency 0 --error-rate 0 \
     --db-profile ideal --quiet
+  if "$bin/python" -c 'import granian' 2>/dev/null; then
+    port=$(free_port)
+    measure carebench-granian "$port" "/api/v1/patients?id=P12345" "$bin/carebench" serve \
+      --server granian --port "$port" --pattern workerpool --queue-size 100000 \
+      --min-latency 0 --max-latency 0 --error-rate 0 --db-profile ideal --quiet
+  fi
 done | tee /tmp/carebench-overhead.txt
 "$bin/python" - <<'PY'
 import statistics
@@ -51,4 +57,8 @@ for line in open("/tmp/carebench-overhead.txt"):
 hello, care = statistics.median(rates["hello"]), statistics.median(rates["carebench"])
 print(f"median req/s: hello-world {hello:.0f}, carebench workerpool {care:.0f}, "
       f"ratio {care / hello:.2f}")
+if "carebench-granian" in rates:
+    granian = statistics.median(rates["carebench-granian"])
+    print(f"median req/s: carebench workerpool on granian {granian:.0f}, "
+          f"{granian / care:.2f}x uvicorn, {granian / hello:.2f}x the hello-world on uvicorn")
 PY

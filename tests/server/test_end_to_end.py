@@ -178,3 +178,22 @@ async def test_request_of_a_departed_client_is_not_worked_on() -> None:
     assert metrics["cancelled_requests"] == 1
     assert metrics["pattern_state"]["skipped_client_gone"] == 1
     assert metrics["backend"]["total_queries"] == 1
+
+
+async def test_granian_serves_and_drains() -> None:
+    """--server granian: same API, in-flight requests finish on SIGTERM, exit 0, final stats."""
+    server = ServerProcess(["--server", "granian", "--error-rate", "0", "--quiet", *SLOW_QUERY])
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            pending = [
+                asyncio.create_task(client.get(f"/api/v1/patients?id=G{i}")) for i in range(3)
+            ]
+            await wait_in_flight(client, 3)
+            server._process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            responses = await asyncio.gather(*pending)
+    finally:
+        status = server.stop()
+    assert [r.json()["patient"]["id"] for r in responses] == ["G0", "G1", "G2"]
+    assert status == 0
+    assert any(line.startswith("final stats") and "3 ok" in line for line in server.output)

@@ -10,7 +10,7 @@ from typing import Any
 from carebench.backends.simulator import PROFILES, SimulatorConfig
 from carebench.patterns.base import LIMIT_ALGORITHM_NAMES, PatternConfig
 from carebench.resilience.config import ResilienceConfig
-from carebench.server.config import LOG_LEVELS, ServerConfig
+from carebench.server.config import LOG_LEVELS, SERVERS, ServerConfig
 
 ENV_PREFIX = "CAREBENCH_"
 _DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s)?\s*")
@@ -224,6 +224,17 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         metavar="{" + ",".join(LOG_LEVELS) + "}",
         help="server log level (default warning)",
     )
+    add_server_choice(group)
+
+
+def add_server_choice(group: Any) -> None:
+    add(
+        group,
+        "--server",
+        default="uvicorn",
+        metavar="{" + ",".join(SERVERS) + "}",
+        help="HTTP server: uvicorn (default) or granian (needs the granian extra)",
+    )
 
 
 def pattern_config(args: argparse.Namespace) -> PatternConfig:
@@ -250,6 +261,7 @@ def resilience_config(args: argparse.Namespace) -> ResilienceConfig:
 def add_forwarded_server_options(parser: argparse.ArgumentParser) -> None:
     """The `serve` flags a load test or sweep accepts and passes to each server it starts."""
     group = parser.add_argument_group("servers started by the load test")
+    add_server_choice(group)
     d = ServerConfig()
     for flag, default, what in (
         ("--request-timeout", d.request_timeout, "standard"),
@@ -290,6 +302,7 @@ FORWARDED_FLAGS = (
     ("--retries", "retries", ""),
     ("--breaker-threshold", "breaker_threshold", ""),
     ("--breaker-reset", "breaker_reset", "s"),
+    ("--server", "server", ""),
     ("--seed", "seed", ""),
 )
 
@@ -331,4 +344,5 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         log_level=args.log_level,
         quiet=getattr(args, "quiet", False),
         enable_profiling=getattr(args, "enable_profiling", False),
+        server=getattr(args, "server", "uvicorn"),
     )

@@ -77,6 +77,8 @@ class CareBenchApp:
             self._profiler = LiveProfiler()
             self._routes["/debug/profile"] = self._profile
         self.started = False
+        #: Called after shutdown (granian's worker prints its final stats this way).
+        self.on_shutdown: Callable[[], None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -264,6 +266,8 @@ class CareBenchApp:
         await self.pattern.shutdown(self.drain_timeout)
         await self.backend.close()
         self.started = False
+        if self.on_shutdown is not None:
+            self.on_shutdown()
 
 
 async def _watch_disconnect(receive: Receive, query: Query) -> None:

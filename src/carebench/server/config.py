@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from carebench.errors import ConfigError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+SERVERS = ("uvicorn", "granian")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class ServerConfig:
     log_level: str = "warning"
     quiet: bool = False
     enable_profiling: bool = False
+    server: str = "uvicorn"
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -44,6 +46,10 @@ class ServerConfig:
         }
         if self.drain_timeout < 0:
             raise ConfigError(f"--drain-timeout ({self.drain_timeout:g}) must be >= 0")
+        if self.server not in SERVERS:
+            raise ConfigError(
+                f"--server: unknown server {self.server!r} (valid: {', '.join(SERVERS)})"
+            )
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(
                 f"--log-level: unknown level {self.log_level!r} (valid: {', '.join(LOG_LEVELS)})"

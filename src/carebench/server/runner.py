@@ -103,6 +103,10 @@ def serve(
     out: TextIO = sys.stdout,
 ) -> int:
     """Serve until SIGINT/SIGTERM, drain, print final stats; the exit status."""
+    if server.server == "granian":
+        from carebench.server.granian_runner import serve_granian
+
+        return serve_granian(pattern, server, patterns, database, resilience, out)
     app = build_app(pattern, server, patterns, database, resilience)
     sock = bind_socket(server.host, server.port)
     if not server.quiet:
@@ -116,7 +120,7 @@ def serve(
         sock.close()
     if not uv_server.started:
         raise StartupError("the server did not start (see the log above)")
-    print(_final_stats(app), file=out, flush=True)
+    print(final_stats(app), file=out, flush=True)
     return 0
 
 
@@ -154,7 +158,7 @@ def _run(coroutine: Any) -> None:
     uvloop.run(coroutine)
 
 
-def _final_stats(app: CareBenchApp) -> str:
+def final_stats(app: CareBenchApp) -> str:
     s = app.metrics_snapshot()
     lat = s["latency_ms"]
     return (
