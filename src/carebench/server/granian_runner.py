@@ -2,10 +2,10 @@
 
 Measured on this machine (benchmarks/overhead.sh, wrk -t1 -c64, server on one core): a raw
 ASGI hello-world does 1.3-1.7x uvicorn's rate on granian, but carebench's workerpool at zero
-database latency does 0.87-0.9x (13.3k against 15.2k req/s, medians of 3 in BENCHMARKS.md). On uvicorn carebench
-reads the per-request `disconnected` flag to skip work for departed clients; granian exposes
-no such flag, so a watcher task per request eats what its faster HTTP layer saves. uvicorn
-therefore stays the default.
+database latency does 0.87-0.9x (13.3k against 15.2k req/s, medians of 3, BENCHMARKS.md).
+On uvicorn carebench reads the per-request `disconnected` flag to skip work for departed
+clients; granian exposes no such flag, so a watcher task per request eats what its faster
+HTTP layer saves. uvicorn therefore stays the default.
 """
 
 from __future__ import annotations
