@@ -112,18 +112,12 @@ class CareBenchApp:
                 if not patient_id
                 else "invalid patient id: must match [A-Za-z0-9-.]{1,64}"
             )
-            await _error(send, 400, message, request_id)
-            self.metrics.record("invalid", time.perf_counter() - started, 400)
+            await self._invalid(send, message, request_id, started)
             return
         priority = header_value(scope["headers"], b"x-request-priority") or "standard"
         if priority not in PRIORITY_RANK:
-            await _error(
-                send,
-                400,
-                f"invalid X-Request-Priority {priority!r}: use critical, standard or batch",
-                request_id,
-            )
-            self.metrics.record("invalid", time.perf_counter() - started, 400)
+            message = f"invalid X-Request-Priority {priority!r}: use critical, standard or batch"
+            await self._invalid(send, message, request_id, started)
             return
         loop = asyncio.get_running_loop()
         deadline = self.deadlines[priority]
@@ -143,23 +137,23 @@ class CareBenchApp:
                 watcher.cancel()
         self.metrics.record(outcome, time.perf_counter() - started, status)
 
+    async def _invalid(self, send: Send, message: str, request_id: str, started: float) -> None:
+        await _error(send, 400, message, request_id)
+        self.metrics.record("invalid", time.perf_counter() - started, 400)
+
     async def _answer(self, query: Query, send: Send) -> tuple[str, int]:
         """Run the query through the pattern and send the response; (outcome, status)."""
         request_id = query.request_id
         try:
             patient = await self.pattern.submit(query)
-        except RateLimited as limited:
-            retry = str(max(1, math.ceil(limited.retry_after))).encode()
-            await _error(
-                send, 429, f"rate limited: {limited.reason}", request_id, [(b"retry-after", retry)]
-            )
-            return "rejected", 429
         except Rejected as rejected:
+            # A rate limit is 429 (slow down); lack of capacity is 503 (try later).
+            limited = isinstance(rejected, RateLimited)
+            status, what = (429, "rate limited") if limited else (503, "rejected")
             retry = str(max(1, math.ceil(rejected.retry_after))).encode()
-            await _error(
-                send, 503, f"rejected: {rejected.reason}", request_id, [(b"retry-after", retry)]
-            )
-            return "rejected", 503
+            headers = [(b"retry-after", retry)]
+            await _error(send, status, f"{what}: {rejected.reason}", request_id, headers)
+            return "rejected", status
         except DeadlineExceeded:
             budget = self.deadlines[query.priority]
             await _error(
