@@ -9,10 +9,14 @@ from collections.abc import Iterator
 class ScriptedChannel:
     """Answers with the next status from a shared script; tracks concurrency."""
 
-    def __init__(self, statuses: Iterator[int], state: dict[str, int]) -> None:
+    def __init__(
+        self, statuses: Iterator[int], state: dict[str, int], retry_after: float = 0.0
+    ) -> None:
         self._statuses = statuses
         self._state = state
         self.resets = 0
+        self.retry_after = 0.0
+        self._refusal_retry_after = retry_after
 
     async def fetch(self, patient_id: str, priority: str | None = None) -> int:
         self._state["active"] += 1
@@ -24,6 +28,7 @@ class ScriptedChannel:
             if status == -2:
                 await asyncio.sleep(3600)
             await asyncio.sleep(0)
+            self.retry_after = self._refusal_retry_after if status in (429, 503) else 0.0
             return status
         finally:
             self._state["active"] -= 1
@@ -37,6 +42,8 @@ class ScriptedChannel:
 
 class StallOnceChannel:
     """Answers instantly except once, when it stalls for `stall` seconds."""
+
+    retry_after = 0.0
 
     def __init__(self, stall: float, at_call: int = 5) -> None:
         self.stall = stall

@@ -124,3 +124,51 @@ async def test_warm_up_is_forgotten_when_measuring_starts() -> None:
     await engine.closed_loop(4)
     assert engine.sent == 4
     assert fresh.total == 4
+
+
+async def test_honouring_retry_after_pauses_refused_clients() -> None:
+    """With --honor-retry-after a refused client sleeps Retry-After (at least 0.1 s) first."""
+    state = {"active": 0, "peak": 0}
+    channel = ScriptedChannel(itertools.cycle([503, 200, 429]), state, retry_after=2.0)
+    pauses: list[float] = []
+
+    async def record_pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    engine = Engine(
+        [channel],
+        lambda: "P1",
+        5.0,
+        RunRecorder(time.perf_counter()),
+        honor_retry_after=True,
+        sleep=record_pause,
+    )
+    await engine.closed_loop(6)
+    assert pauses == [2.0, 2.0, 2.0, 2.0]
+    silent = ScriptedChannel(itertools.cycle([503]), state)
+    engine = Engine(
+        [silent],
+        lambda: "P1",
+        5.0,
+        RunRecorder(time.perf_counter()),
+        honor_retry_after=True,
+        sleep=record_pause,
+    )
+    await engine.closed_loop(1)
+    assert pauses[-1] == 0.1
+
+
+async def test_by_default_refused_clients_resend_at_once() -> None:
+    """Without the flag, a refused client sends its next request immediately (the reference)."""
+    state = {"active": 0, "peak": 0}
+    channel = ScriptedChannel(itertools.cycle([503]), state, retry_after=2.0)
+    pauses: list[float] = []
+
+    async def record_pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    engine = Engine(
+        [channel], lambda: "P1", 5.0, RunRecorder(time.perf_counter()), sleep=record_pause
+    )
+    await engine.closed_loop(5)
+    assert pauses == []

@@ -268,3 +268,24 @@ def test_priority_mix_under_overload_favours_critical(mode: str) -> None:
     assert sum(c["total_requests"] for c in classes.values()) == 600
     assert classes["critical"]["success_rate_percent"] > classes["batch"]["success_rate_percent"]
     jsonschema.validate([result], schema())
+
+
+def test_honoring_retry_after_turns_a_rejection_storm_into_a_trickle() -> None:
+    """Refused clients that wait Retry-After (1 s here) send a handful of requests, not a storm."""
+    server_args = [
+        "--limit",
+        "2",
+        "--min-latency",
+        "50",
+        "--max-latency",
+        "50",
+        "--error-rate",
+        "0",
+        "--db-profile",
+        "ideal",
+    ]
+    polite = LoadConfig(concurrency=10, duration=2.0, honor_retry_after=True)
+    (result,) = run_plan(RunPlan(patterns=["semaphore"], load=polite, server_args=server_args))
+    assert 0 < result["rejected_requests"] <= 40
+    assert result["success_requests"] > 0
+    assert result["config"]["honor_retry_after"] is True

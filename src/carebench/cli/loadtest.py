@@ -80,6 +80,12 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
         "--priorities",
         help="send X-Request-Priority drawn from weights, e.g. critical:10,standard:70,batch:20",
     )
+    load.add_argument(
+        "--honor-retry-after",
+        action="store_true",
+        help="closed loop: a refused client waits Retry-After before its next request "
+        "(default: re-send at once, as the reference's load test does)",
+    )
     load.add_argument("--target", help="drive this already-running server instead of starting one")
     load.add_argument(
         "--mode",
@@ -118,6 +124,7 @@ def build_plan(args: argparse.Namespace) -> RunPlan:
         warmup=args.warmup,
         ids=args.ids,
         priorities=args.priorities,
+        honor_retry_after=args.honor_retry_after,
         seed=args.seed,
     )
     parse_ids(load.ids)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from carebench.errors import BackendError, ClientGone, DeadlineExceeded, Rejected
+from carebench.errors import BackendError, ClientGone, DeadlineExceeded, RateLimited, Rejected
 from carebench.loadgen.client import HttpConnection
 from carebench.models import Query
 from carebench.patterns.base import Pattern
@@ -14,7 +14,12 @@ PATIENTS_PATH = "/api/v1/patients?id="
 
 
 class Channel(Protocol):
-    """Sends one request at a time and returns its HTTP status (or the status it stands for)."""
+    """Sends one request at a time and returns its HTTP status (or the status it stands for).
+
+    `retry_after` is the Retry-After (seconds) of the last refused request, 0 when none.
+    """
+
+    retry_after: float
 
     async def fetch(self, patient_id: str, priority: str | None = None) -> int:
         """Raises OSError (ConnectionError included) when the connection fails."""
@@ -35,6 +40,7 @@ class HttpChannel:
         self._port = port
         self._prefix = base_path + PATIENTS_PATH
         self._connection: HttpConnection | None = None
+        self.retry_after = 0.0
 
     async def fetch(self, patient_id: str, priority: str | None = None) -> int:
         connection = self._connection
@@ -42,6 +48,7 @@ class HttpChannel:
             connection = self._connection = await HttpConnection.open(self._host, self._port)
         headers = {"X-Request-Priority": priority} if priority else None
         response = await connection.get(self._prefix + patient_id, headers)
+        self.retry_after = _seconds(response.headers.get("retry-after"))
         return response.status
 
     def reset(self) -> None:
@@ -62,15 +69,21 @@ class InProcessChannel:
     def __init__(self, pattern: Pattern, deadlines: dict[str, float]) -> None:
         self._pattern = pattern
         self._deadlines = deadlines
+        self.retry_after = 0.0
 
     async def fetch(self, patient_id: str, priority: str | None = None) -> int:
         loop = asyncio.get_running_loop()
         priority = priority or "standard"
         deadline = loop.time() + self._deadlines[priority]
         query = Query(patient_id, deadline, "inprocess", priority)
+        self.retry_after = 0.0
         try:
             patient = await self._pattern.submit(query)
-        except Rejected:
+        except RateLimited as limited:
+            self.retry_after = limited.retry_after
+            return 429
+        except Rejected as rejected:
+            self.retry_after = rejected.retry_after
             return 503
         except DeadlineExceeded:
             return 504
@@ -86,3 +99,13 @@ class InProcessChannel:
 
     def close(self) -> None:
         """Nothing to close."""
+
+
+def _seconds(header: str | None) -> float:
+    """A Retry-After given in seconds (the HTTP-date form is not used by carebench): 0 if absent."""
+    if not header:
+        return 0.0
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        return 0.0

@@ -29,6 +29,7 @@ class LoadConfig:
     warmup: float = 0.0
     ids: str = "fixed:P12345"
     priorities: str | None = None
+    honor_retry_after: bool = False
     seed: int | None = None
 
     def __post_init__(self) -> None:

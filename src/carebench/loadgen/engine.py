@@ -12,7 +12,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from carebench.loadgen.channels import Channel
@@ -22,6 +22,8 @@ from carebench.loadgen.results import RunRecorder, classify
 
 #: Pause after a connection error so a dead server does not turn the loop into a busy spin.
 CONNECTION_ERROR_BACKOFF = 0.01
+#: Shortest pause of a client honouring Retry-After (when the server sent none or 0).
+MIN_BACKOFF = 0.1
 
 Clock = Callable[[], float]
 
@@ -68,10 +70,14 @@ class Engine:
         recorder: RunRecorder,
         clock: Clock = time.perf_counter,
         choose_priority: PriorityChooser = no_priority,
+        honor_retry_after: bool = False,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.channels = channels
         self.choose_id = choose_id
         self.choose_priority = choose_priority
+        self.honor_retry_after = honor_retry_after
+        self._sleep = sleep
         self.timeout = timeout
         self.recorder = recorder
         self.clock = clock
@@ -93,7 +99,9 @@ class Engine:
             nonlocal remaining
             while remaining > 0 and not self.stopping and self.clock() < until:
                 remaining -= 1
-                await self._one(channel, None)
+                if await self._one(channel, None) == "rejected" and self.honor_retry_after:
+                    # A well-behaved client waits as told instead of re-sending at once.
+                    await self._sleep(max(channel.retry_after, MIN_BACKOFF))
 
         await asyncio.gather(*(client(channel) for channel in self.channels))
 
@@ -112,7 +120,7 @@ class Engine:
 
         await asyncio.gather(*(client(channel) for channel in self.channels))
 
-    async def _one(self, channel: Channel, intended: float | None) -> None:
+    async def _one(self, channel: Channel, intended: float | None) -> str:
         sent = self.last_send = self.clock()
         self.sent += 1
         status = 0
@@ -137,3 +145,4 @@ class Engine:
             self.recorder.note_lag(sent - intended)
         if outcome == "connection_error":
             await asyncio.sleep(CONNECTION_ERROR_BACKOFF)
+        return outcome

@@ -172,6 +172,7 @@ async def _measure(
         load.timeout,
         RunRecorder(time.perf_counter()),
         choose_priority=parse_priorities(load.priorities, load.seed),
+        honor_retry_after=load.honor_retry_after,
     )
     with _stop_on_interrupt(engine):
         if load.warmup > 0:
@@ -271,6 +272,7 @@ def _config_report(plan: RunPlan) -> dict[str, Any]:
         "warmup": load.warmup,
         "ids": load.ids,
         "priorities": load.priorities,
+        "honor_retry_after": load.honor_retry_after,
         "seed": load.seed,
         "server_args": list(plan.server_args),
     }
