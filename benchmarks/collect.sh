@@ -16,6 +16,10 @@ for profile in realistic ideal; do
       > "$out/loadtest-$profile-c$clients.txt"
   done
 done
+# Clients that wait Retry-After when refused: shedding without the rejection storm.
+echo "== loadtest realistic c500, honouring Retry-After" >&2
+"$bin/carebench" loadtest --concurrency 500 --duration 10 --warmup 2 --honor-retry-after \
+  --seed 1 --output "$out/loadtest-realistic-h500.json" > "$out/loadtest-realistic-h500.txt"
 # Open loop at twice the realistic database's capacity (~140 req/s with 20 workers): arrivals
 # do not slow down when the server does, unlike closed-loop clients.
 echo "== loadtest realistic open loop 280/s" >&2

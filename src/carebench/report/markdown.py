@@ -10,7 +10,9 @@ from typing import Any
 from carebench.report.compare import choose_winner
 from carebench.report.sweep import success_p99, sweep_lines
 
-SCENARIO = re.compile(r"loadtest-(?P<profile>[a-z]+)-(?P<kind>[cr])(?P<level>\d+)\.json")
+SCENARIO = re.compile(r"loadtest-(?P<profile>[a-z]+)-(?P<kind>[chr])(?P<level>\d+)\.json")
+#: File-name kinds: c = closed loop, h = closed loop honouring Retry-After, r = open loop.
+KINDS = {"c": "{} clients", "h": "{} clients honouring Retry-After", "r": "open loop at {} req/s"}
 COLLECT = "benchmarks/collect.sh"
 
 
@@ -51,11 +53,7 @@ def _scenarios(directory: Path) -> dict[str, list[dict[str, Any]]]:
         match = SCENARIO.fullmatch(path.name)
         if match:
             key = (match["profile"] != "realistic", match["kind"], int(match["level"]))
-            load = (
-                f"{match['level']} clients"
-                if match["kind"] == "c"
-                else f"open loop at {match['level']} req/s"
-            )
+            load = KINDS[match["kind"]].format(match["level"])
             found.append((key, f"{match['profile']} database, {load}", path))
     return {name: json.loads(path.read_text()) for _, name, path in sorted(found)}
 
@@ -169,6 +167,8 @@ def _command(config: dict[str, Any]) -> str:
         words.append(f"--requests {config['requests']}")
     if config.get("warmup"):
         words.append(f"--warmup {config['warmup']:g}")
+    if config.get("honor_retry_after"):
+        words.append("--honor-retry-after")
     return " ".join(words + _profile_args(config["server_args"]))
 
 
