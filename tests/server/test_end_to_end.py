@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import socket
 import subprocess
 import sys
@@ -43,7 +42,7 @@ async def test_sigterm_drains_in_flight_requests(pattern: str, http_server: str)
                 asyncio.create_task(client.get(f"/api/v1/patients?id=P{i}")) for i in range(4)
             ]
             await wait_in_flight(client, 4)
-            server._process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            server.terminate()
             responses = await asyncio.gather(*pending)
     finally:
         status = server.stop()

@@ -19,7 +19,7 @@ from carebench.patterns.base import PatternConfig
 from carebench.resilience.config import ResilienceConfig
 from carebench.server.config import ServerConfig
 from carebench.server.granian_app import CONFIG_VARIABLE, encode_configs
-from carebench.server.runner import StartupError, banner_lines
+from carebench.server.runner import StartupError, absorb_signals, banner_lines
 
 TARGET = "carebench.server.granian_app:create_app"
 
@@ -60,6 +60,9 @@ def serve_granian(
         file=out,
         flush=True,
     )
+    # A second SIGTERM during granian's own shutdown must not kill the process with that
+    # signal: granian restores the handlers it found, so leave it no-op ones.
+    absorb_signals()
     Granian(
         TARGET,
         address=server.host,

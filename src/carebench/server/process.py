@@ -37,6 +37,7 @@ class ServerProcess:
         self.url = ""
         self.output: list[str] = []
         self._process: subprocess.Popen[str] | None = None
+        self._signalled = False
 
     @property
     def pid(self) -> int:
@@ -84,13 +85,18 @@ class ServerProcess:
         self.stop()
         raise ServerProcessError(self._failure(f"not healthy after {self.startup_timeout:g}s"))
 
+    def terminate(self, sig: int = signal.SIGTERM) -> None:
+        """Ask the server to drain and exit, once (a second signal may force an exit)."""
+        if self._process is not None and self._process.poll() is None and not self._signalled:
+            self._process.send_signal(sig)
+            self._signalled = True
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        """Signal the server, wait for it to drain and exit; its exit status."""
+        """Signal the server (unless already done), wait for it to drain and exit; its status."""
         process = self._process
         if process is None:
             return 0
-        if process.poll() is None:
-            process.send_signal(sig)
+        self.terminate(sig)
         try:
             remaining, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

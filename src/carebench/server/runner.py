@@ -113,7 +113,7 @@ def serve(
         print("\n".join(banner_lines(pattern, server, patterns, database)), file=out)
     print(f"carebench listening on {url_of(sock)} (pattern {pattern})", file=out, flush=True)
     uv_server = uvicorn.Server(_uvicorn_config(app, server))
-    _absorb_reraised_signals()
+    absorb_signals()
     try:
         _run(uv_server.serve(sockets=[sock]))
     finally:
@@ -139,7 +139,7 @@ def _uvicorn_config(app: CareBenchApp, server: ServerConfig) -> uvicorn.Config:
     )
 
 
-def _absorb_reraised_signals() -> None:
+def absorb_signals() -> None:
     # uvicorn re-raises the signal that stopped it once it has drained; a no-op handler
     # keeps the graceful exit at status 0 instead of dying by that signal.
     def ignore(signum: int, frame: FrameType | None) -> None:
