@@ -53,6 +53,9 @@ def test_full_queue_sheds_the_newest_least_urgent_item() -> None:
     assert queue.push("s3", STANDARD) == (False, None)
     assert queue.shed == 2
     assert queue.depth_by_class() == {"critical": 1, "standard": 2, "batch": 0}
+    assert len(queue) == 3
+    assert [queue.pop() for _ in range(3)] == ["c1", "s1", "s2"]
+    assert len(queue) == 0 and not queue
 
 
 def test_zero_capacity_accepts_nothing() -> None:

@@ -30,13 +30,14 @@ class ClassQueue(Generic[T]):
         self._lanes: list[deque[tuple[int, T]]] = [deque() for _ in PRIORITIES]
         self._arrivals = itertools.count()
         self._dispatches = 0
+        self._size = 0  # kept rather than summed: len() runs on every dispatch
         self.shed = 0
 
     def __len__(self) -> int:
-        return sum(len(lane) for lane in self._lanes)
+        return self._size
 
     def __bool__(self) -> bool:
-        return any(self._lanes)
+        return self._size > 0
 
     def depth_by_class(self) -> dict[str, int]:
         return {name: len(lane) for name, lane in zip(PRIORITIES, self._lanes, strict=True)}
@@ -44,11 +45,13 @@ class ClassQueue(Generic[T]):
     def push(self, item: T, rank: int) -> tuple[bool, T | None]:
         """Queue `item` in class `rank`: (accepted, the item it shed to make room, if any)."""
         shed: T | None = None
-        if len(self) >= self.capacity:
+        if self._size >= self.capacity:
             shed = self._shed_below(rank)
             if shed is None:
                 return False, None
+            self._size -= 1
         self._lanes[rank].append((next(self._arrivals), item))
+        self._size += 1
         return True, shed
 
     def _shed_below(self, rank: int) -> T | None:
@@ -60,17 +63,22 @@ class ClassQueue(Generic[T]):
 
     def pop(self) -> T:
         """The next item to serve (raises IndexError when empty)."""
-        self._dispatches += 1
-        lanes = [lane for lane in self._lanes if lane]
-        if not lanes:
+        if not self._size:
             raise IndexError("pop from an empty ClassQueue")
+        self._dispatches += 1
+        self._size -= 1
         if self._dispatches % self.fairness_period == 0:
+            lanes = [lane for lane in self._lanes if lane]
             return min(lanes, key=lambda lane: lane[0][0]).popleft()[1]
-        return lanes[0].popleft()[1]
+        for lane in self._lanes:
+            if lane:
+                return lane.popleft()[1]
+        raise AssertionError("unreachable: size says an item is queued")
 
     def drain(self) -> list[T]:
         """Remove and return everything, most urgent first."""
         items = [item for lane in self._lanes for _, item in lane]
         for lane in self._lanes:
             lane.clear()
+        self._size = 0
         return items
