@@ -19,6 +19,7 @@ from carebench.cli.options import (
 from carebench.errors import ConfigError
 from carebench.loadgen.config import LoadConfig
 from carebench.loadgen.ids import parse_ids
+from carebench.loadgen.priorities import parse_priorities
 from carebench.loadgen.runner import RunPlan
 from carebench.loadgen.sweep import run_sweep
 from carebench.report.sweep import print_sweep
@@ -48,6 +49,12 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--timeout", type=seconds, default=5.0, help="client-side timeout (5 s)")
     parser.add_argument("--ids", default="fixed:P12345", help="patient ids (see loadtest --ids)")
+    parser.add_argument("--priorities", help="X-Request-Priority mix (see loadtest --priorities)")
+    parser.add_argument(
+        "--honor-retry-after",
+        action="store_true",
+        help="closed loop: refused clients wait Retry-After (see loadtest)",
+    )
     add_forwarded_server_options(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true", help="print the sweep as JSON on stdout")
@@ -82,9 +89,12 @@ def build(args: argparse.Namespace) -> tuple[RunPlan, str, list[float]]:
         timeout=args.timeout,
         warmup=args.warmup,
         ids=args.ids,
+        priorities=args.priorities,
+        honor_retry_after=args.honor_retry_after,
         seed=args.seed,
     )
     parse_ids(load.ids)
+    parse_priorities(load.priorities)
     plan = RunPlan(
         patterns=selected_patterns(args.pattern),
         load=load,
