@@ -16,7 +16,7 @@ from carebench.clock import Clock, MonotonicClock
 from carebench.errors import BackendError, DeadlineExceeded, Rejected
 from carebench.limits.base import create_limit
 from carebench.models import Patient, Query
-from carebench.patterns.base import PatternConfig, check_deadline, query_backend
+from carebench.patterns.base import PatternConfig, check_admissible, query_backend
 from carebench.patterns.inflight import InFlight
 from carebench.responses import PlainResponseEncoder, ResponseEncoder
 
@@ -54,9 +54,7 @@ class AdaptivePattern:
         """Nothing to start."""
 
     async def submit(self, query: Query) -> Patient:
-        if self._closing:
-            raise Rejected("server is shutting down")
-        check_deadline(query)
+        check_admissible(query, self._closing)
         if self._in_flight.count >= self.algorithm.limit:
             self.rejected += 1
             raise Rejected(f"adaptive concurrency limit ({self.algorithm.limit}) reached")

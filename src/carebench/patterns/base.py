@@ -10,7 +10,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from carebench.backends.base import Backend
 from carebench.clock import Clock, MonotonicClock
-from carebench.errors import ConfigError, DeadlineExceeded
+from carebench.errors import ConfigError, DeadlineExceeded, Rejected
 from carebench.models import Patient, Query
 from carebench.responses import ResponseEncoder
 
@@ -121,6 +121,13 @@ def create_pattern(
     """Instantiate the pattern registered as `name` (`clock` lets tests drive time)."""
     pattern: Pattern = pattern_class(name)(backend, config, clock or MonotonicClock())
     return pattern
+
+
+def check_admissible(query: Query, closing: bool) -> None:
+    """Refuse work while shutting down (503) or whose deadline already passed (504)."""
+    if closing:
+        raise Rejected("server is shutting down")
+    check_deadline(query)
 
 
 def check_deadline(query: Query) -> None:

@@ -12,9 +12,8 @@ from typing import Any
 
 from carebench.backends.base import Backend
 from carebench.clock import Clock
-from carebench.errors import Rejected
 from carebench.models import Patient, Query
-from carebench.patterns.base import PatternConfig, check_deadline, within_deadline
+from carebench.patterns.base import PatternConfig, check_admissible, within_deadline
 from carebench.responses import PlainResponseEncoder
 
 
@@ -43,9 +42,7 @@ class NaivePattern:
         """Nothing to start: tasks are created per request."""
 
     async def submit(self, query: Query) -> Patient:
-        if self._closing:
-            raise Rejected("server is shutting down")
-        check_deadline(query)
+        check_admissible(query, self._closing)
         task = asyncio.get_running_loop().create_task(
             self._backend.get_patient(query.patient_id, query.deadline)
         )

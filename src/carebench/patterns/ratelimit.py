@@ -11,10 +11,10 @@ from typing import Any
 
 from carebench.backends.base import Backend
 from carebench.clock import Clock, MonotonicClock
-from carebench.errors import RateLimited, Rejected
+from carebench.errors import RateLimited
 from carebench.limits.token_bucket import TokenBucket
 from carebench.models import Patient, Query
-from carebench.patterns.base import PatternConfig, check_deadline, query_backend
+from carebench.patterns.base import PatternConfig, check_admissible, query_backend
 from carebench.patterns.inflight import InFlight
 from carebench.responses import PlainResponseEncoder, ResponseEncoder
 
@@ -45,9 +45,7 @@ class RateLimitPattern:
         """Nothing to start."""
 
     async def submit(self, query: Query) -> Patient:
-        if self._closing:
-            raise Rejected("server is shutting down")
-        check_deadline(query)
+        check_admissible(query, self._closing)
         if not self.bucket.try_take():
             self.rate_limited += 1
             raise RateLimited(

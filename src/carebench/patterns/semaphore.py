@@ -15,7 +15,7 @@ from carebench.backends.base import Backend
 from carebench.clock import Clock
 from carebench.errors import Rejected
 from carebench.models import Patient, Query
-from carebench.patterns.base import PatternConfig, check_deadline, query_backend
+from carebench.patterns.base import PatternConfig, check_admissible, query_backend
 from carebench.patterns.inflight import InFlight
 from carebench.responses import PlainResponseEncoder, ResponseEncoder
 
@@ -49,9 +49,7 @@ class SemaphorePattern:
         """Nothing to start."""
 
     async def submit(self, query: Query) -> Patient:
-        if self._closing:
-            raise Rejected("server is shutting down")
-        check_deadline(query)
+        check_admissible(query, self._closing)
         await self._acquire(query)
         try:
             return await query_backend(self._backend, query)

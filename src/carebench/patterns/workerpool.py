@@ -23,7 +23,7 @@ from carebench.models import PRIORITY_RANK, Patient, Query
 from carebench.patterns.base import (
     PatternConfig,
     await_until,
-    check_deadline,
+    check_admissible,
     query_backend,
 )
 from carebench.patterns.priority import ClassQueue
@@ -85,9 +85,7 @@ class WorkerPoolPattern:
         ]
 
     async def submit(self, query: Query) -> Patient:
-        if self._closing:
-            raise Rejected("server is shutting down")
-        check_deadline(query)
+        check_admissible(query, self._closing)
         future: asyncio.Future[Patient] = asyncio.get_running_loop().create_future()
         job = self._make_job(query, future)
         try:
