@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from carebench.cli.options import (
+    add_client_options,
     add_forwarded_server_options,
     database_config,
     forwarded_server_flags,
@@ -18,8 +19,6 @@ from carebench.cli.options import (
 from carebench.errors import ConfigError
 from carebench.loadgen.client import parse_url
 from carebench.loadgen.config import ARRIVALS, LoadConfig
-from carebench.loadgen.ids import parse_ids
-from carebench.loadgen.priorities import parse_priorities
 from carebench.loadgen.runner import RunPlan, run_plan
 from carebench.patterns.base import check_pattern_name, pattern_names
 from carebench.report.export import write_outputs
@@ -64,28 +63,13 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
         choices=ARRIVALS,
         help="open loop: spacing of arrivals (default constant)",
     )
-    load.add_argument("--timeout", type=seconds, default=5.0, help="client-side timeout (5 s)")
     load.add_argument(
         "--warmup",
         type=seconds,
         default=0.0,
         help="seconds of load before measuring, excluded from statistics",
     )
-    load.add_argument(
-        "--ids",
-        default="fixed:P12345",
-        help="patient ids: fixed:ID, uniform:N or zipf:N[:S] (default fixed:P12345)",
-    )
-    load.add_argument(
-        "--priorities",
-        help="send X-Request-Priority drawn from weights, e.g. critical:10,standard:70,batch:20",
-    )
-    load.add_argument(
-        "--honor-retry-after",
-        action="store_true",
-        help="closed loop: a refused client waits Retry-After before its next request "
-        "(default: re-send at once, as the reference's load test does)",
-    )
+    add_client_options(load)
     load.add_argument("--target", help="drive this already-running server instead of starting one")
     load.add_argument(
         "--mode",
@@ -127,8 +111,6 @@ def build_plan(args: argparse.Namespace) -> RunPlan:
         honor_retry_after=args.honor_retry_after,
         seed=args.seed,
     )
-    parse_ids(load.ids)
-    parse_priorities(load.priorities)
     if args.target and args.mode == "inprocess":
         raise ConfigError(
             "--target drives a server over HTTP; it cannot be combined with "

@@ -258,6 +258,26 @@ def resilience_config(args: argparse.Namespace) -> ResilienceConfig:
     )
 
 
+def add_client_options(group: Any) -> None:
+    """How each simulated client behaves: shared by `loadtest` and `sweep`."""
+    group.add_argument("--timeout", type=seconds, default=5.0, help="client-side timeout (5 s)")
+    group.add_argument(
+        "--ids",
+        default="fixed:P12345",
+        help="patient ids: fixed:ID, uniform:N or zipf:N[:S] (default fixed:P12345)",
+    )
+    group.add_argument(
+        "--priorities",
+        help="send X-Request-Priority drawn from weights, e.g. critical:10,standard:70,batch:20",
+    )
+    group.add_argument(
+        "--honor-retry-after",
+        action="store_true",
+        help="closed loop: a refused client waits Retry-After before its next request "
+        "(default: re-send at once, as the reference's load test does)",
+    )
+
+
 def add_forwarded_server_options(parser: argparse.ArgumentParser) -> None:
     """The `serve` flags a load test or sweep accepts and passes to each server it starts."""
     group = parser.add_argument_group("servers started by the load test")

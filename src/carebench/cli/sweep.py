@@ -12,14 +12,13 @@ from rich.console import Console
 
 from carebench.cli.loadtest import selected_patterns
 from carebench.cli.options import (
+    add_client_options,
     add_forwarded_server_options,
     forwarded_server_flags,
     seconds,
 )
 from carebench.errors import ConfigError
 from carebench.loadgen.config import LoadConfig
-from carebench.loadgen.ids import parse_ids
-from carebench.loadgen.priorities import parse_priorities
 from carebench.loadgen.runner import RunPlan
 from carebench.loadgen.sweep import run_sweep
 from carebench.report.sweep import print_sweep
@@ -47,14 +46,7 @@ def register(commands: Any) -> None:
         default=1000,
         help="open loop: max connections per run (default 1000)",
     )
-    parser.add_argument("--timeout", type=seconds, default=5.0, help="client-side timeout (5 s)")
-    parser.add_argument("--ids", default="fixed:P12345", help="patient ids (see loadtest --ids)")
-    parser.add_argument("--priorities", help="X-Request-Priority mix (see loadtest --priorities)")
-    parser.add_argument(
-        "--honor-retry-after",
-        action="store_true",
-        help="closed loop: refused clients wait Retry-After (see loadtest)",
-    )
+    add_client_options(parser)
     add_forwarded_server_options(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true", help="print the sweep as JSON on stdout")
@@ -93,8 +85,6 @@ def build(args: argparse.Namespace) -> tuple[RunPlan, str, list[float]]:
         honor_retry_after=args.honor_retry_after,
         seed=args.seed,
     )
-    parse_ids(load.ids)
-    parse_priorities(load.priorities)
     plan = RunPlan(
         patterns=selected_patterns(args.pattern),
         load=load,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from carebench.errors import ConfigError
+from carebench.loadgen.ids import parse_ids
+from carebench.loadgen.priorities import parse_priorities
 
 LOOPS = ("closed", "open")
 ARRIVALS = ("constant", "poisson")
@@ -51,6 +53,8 @@ class LoadConfig:
             raise ConfigError(f"--timeout ({self.timeout:g}) must be > 0 seconds")
         if self.warmup < 0:
             raise ConfigError(f"--warmup ({self.warmup:g}) must be >= 0 seconds")
+        parse_ids(self.ids)
+        parse_priorities(self.priorities)
 
     @property
     def loop(self) -> str:
