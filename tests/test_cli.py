@@ -63,6 +63,9 @@ def run_cli(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> tuple[in
         (["serve", "--db-profile", "weird"], "--db-profile"),
         (["serve", "--min-latency", "fast"], "--min-latency"),
         (["serve", "--workers", "many"], "--workers"),
+        (["serve", "--drain-timeout", "-1"], "--drain-timeout"),
+        (["serve", "--server", "nginx"], "--server"),
+        (["serve", "--log-level", "loud"], "--log-level"),
     ],
 )
 def test_invalid_input_exits_2_with_a_readable_error(
@@ -79,6 +82,24 @@ def test_invalid_input_exits_2_with_a_readable_error(
     assert option in err
     assert "Traceback" not in out + err
     assert served == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "suggestion"),
+    [
+        (["serve", "--pattern", "workerpol"], "did you mean 'workerpool'?"),
+        (["serve", "--log-level", "warn"], "did you mean 'warning'?"),
+        (["serve", "--server", "granain"], "did you mean 'granian'?"),
+    ],
+)
+def test_unknown_names_suggest_the_closest(
+    argv: list[str], suggestion: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt name is refused with the closest valid one in the message."""
+    code, _, err = run_cli(argv, capsys)
+
+    assert code == 2
+    assert suggestion in err
 
 
 def test_min_latency_error_states_the_rule(capsys: pytest.CaptureFixture[str]) -> None:

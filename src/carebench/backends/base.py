@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Protocol, runtime_checkable
 
-from carebench.errors import ConfigError
 from carebench.models import Patient
+from carebench.registry import Registry
 
 
 @runtime_checkable
@@ -37,18 +36,12 @@ class Backend(Protocol):
 
 
 #: name -> "module:Class", imported only when chosen so optional drivers stay optional.
-BACKENDS: dict[str, str] = {
-    "simulator": "carebench.backends.simulator:SimulatedBackend",
-}
+BACKENDS = Registry(
+    "--backend", "backend", {"simulator": "carebench.backends.simulator:SimulatedBackend"}
+)
 
 
 def backend_class(name: str) -> type[Any]:
-    """The class registered as `name`."""
-    try:
-        target = BACKENDS[name]
-    except KeyError:
-        valid = ", ".join(sorted(BACKENDS))
-        raise ConfigError(f"--backend: unknown backend {name!r} (valid: {valid})") from None
-    module_name, _, class_name = target.partition(":")
-    cls: type[Any] = getattr(importlib.import_module(module_name), class_name)
+    """The class registered as `name`, importing its module only now."""
+    cls: type[Any] = BACKENDS.load(name)
     return cls

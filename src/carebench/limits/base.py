@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Protocol
 
-from carebench.errors import ConfigError
+from carebench.registry import Registry
 
 
 class LimitAlgorithm(Protocol):
@@ -27,20 +26,18 @@ class LimitAlgorithm(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
 
-LIMIT_ALGORITHMS: dict[str, str] = {
-    "aimd": "carebench.limits.aimd:AimdLimit",
-    "gradient2": "carebench.limits.gradient2:Gradient2Limit",
-    "vegas": "carebench.limits.vegas:VegasLimit",
-}
+LIMIT_ALGORITHMS = Registry(
+    "--limit-algorithm",
+    "limit algorithm",
+    {
+        "gradient2": "carebench.limits.gradient2:Gradient2Limit",
+        "aimd": "carebench.limits.aimd:AimdLimit",
+        "vegas": "carebench.limits.vegas:VegasLimit",
+    },
+)
 
 
 def create_limit(name: str) -> LimitAlgorithm:
     """A new algorithm registered as `name`, with its defaults."""
-    try:
-        target = LIMIT_ALGORITHMS[name]
-    except KeyError:
-        valid = ", ".join(LIMIT_ALGORITHMS)
-        raise ConfigError(f"--limit-algorithm: unknown {name!r} (valid: {valid})") from None
-    module_name, _, class_name = target.partition(":")
-    algorithm: LimitAlgorithm = getattr(importlib.import_module(module_name), class_name)()
+    algorithm: LimitAlgorithm = LIMIT_ALGORITHMS.load(name)()
     return algorithm

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -12,6 +11,7 @@ from carebench.backends.base import Backend
 from carebench.clock import Clock, MonotonicClock
 from carebench.errors import ConfigError, DeadlineExceeded, Rejected
 from carebench.models import Patient, Query
+from carebench.registry import Registry
 from carebench.responses import ResponseEncoder
 
 T = TypeVar("T")
@@ -87,31 +87,31 @@ class Pattern(Protocol):
 
 
 #: name -> "module:Class"; adding a pattern is one module plus one line here.
-PATTERNS: dict[str, str] = {
+PATTERNS = Registry(
+    "--pattern",
+    "pattern",
+    {
     "naive": "carebench.patterns.naive:NaivePattern",
     "workerpool": "carebench.patterns.workerpool:WorkerPoolPattern",
     "optimized": "carebench.patterns.optimized:OptimizedPattern",
     "semaphore": "carebench.patterns.semaphore:SemaphorePattern",
     "ratelimit": "carebench.patterns.ratelimit:RateLimitPattern",
     "adaptive": "carebench.patterns.adaptive:AdaptivePattern",
-}
+    },
+)
 
 
 def pattern_names() -> list[str]:
-    return list(PATTERNS)
+    return PATTERNS.names()
 
 
 def check_pattern_name(name: str) -> str:
-    if name not in PATTERNS:
-        valid = ", ".join(PATTERNS)
-        raise ConfigError(f"--pattern: unknown pattern {name!r} (valid: {valid})")
-    return name
+    return PATTERNS.check(name)
 
 
 def pattern_class(name: str) -> type[Any]:
     """The class registered as `name`, importing its module only now."""
-    module_name, _, class_name = PATTERNS[check_pattern_name(name)].partition(":")
-    cls: type[Any] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[Any] = PATTERNS.load(name)
     return cls
 
 

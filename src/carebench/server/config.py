@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from carebench.errors import ConfigError
+from carebench.registry import check_choice
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 SERVERS = ("uvicorn", "granian")
@@ -35,6 +36,10 @@ class ServerConfig:
         ):
             if value <= 0:
                 raise ConfigError(f"{flag} ({value:g}) must be > 0")
+        if self.drain_timeout < 0:
+            raise ConfigError(f"--drain-timeout ({self.drain_timeout:g}) must be >= 0")
+        check_choice("--server", "server", self.server, SERVERS)
+        check_choice("--log-level", "log level", self.log_level, LOG_LEVELS)
 
     @property
     def class_timeouts(self) -> dict[str, float]:
@@ -44,13 +49,3 @@ class ServerConfig:
             "standard": self.request_timeout,
             "batch": self.batch_timeout,
         }
-        if self.drain_timeout < 0:
-            raise ConfigError(f"--drain-timeout ({self.drain_timeout:g}) must be >= 0")
-        if self.server not in SERVERS:
-            raise ConfigError(
-                f"--server: unknown server {self.server!r} (valid: {', '.join(SERVERS)})"
-            )
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(
-                f"--log-level: unknown level {self.log_level!r} (valid: {', '.join(LOG_LEVELS)})"
-            )
