@@ -91,12 +91,12 @@ PATTERNS = Registry(
     "--pattern",
     "pattern",
     {
-    "naive": "carebench.patterns.naive:NaivePattern",
-    "workerpool": "carebench.patterns.workerpool:WorkerPoolPattern",
-    "optimized": "carebench.patterns.optimized:OptimizedPattern",
-    "semaphore": "carebench.patterns.semaphore:SemaphorePattern",
-    "ratelimit": "carebench.patterns.ratelimit:RateLimitPattern",
-    "adaptive": "carebench.patterns.adaptive:AdaptivePattern",
+        "naive": "carebench.patterns.naive:NaivePattern",
+        "workerpool": "carebench.patterns.workerpool:WorkerPoolPattern",
+        "optimized": "carebench.patterns.optimized:OptimizedPattern",
+        "semaphore": "carebench.patterns.semaphore:SemaphorePattern",
+        "ratelimit": "carebench.patterns.ratelimit:RateLimitPattern",
+        "adaptive": "carebench.patterns.adaptive:AdaptivePattern",
     },
 )
 
