@@ -12,7 +12,7 @@ from carebench.cli import demo, loadtest, report, serve, sweep
 from carebench.errors import ConfigError
 from carebench.loadgen.runner import TargetUnreachable
 from carebench.server.process import ServerProcessError
-from carebench.server.runner import StartupError
+from carebench.server.startup import StartupError
 
 Command = Callable[[argparse.Namespace], int]
 

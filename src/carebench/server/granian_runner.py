@@ -10,26 +10,48 @@ HTTP layer saves. uvicorn therefore stays the default.
 
 from __future__ import annotations
 
-import os
-import socket
+import functools
+import sys
+from dataclasses import dataclass
 from typing import TextIO
 
 from carebench.backends.simulator import SimulatorConfig
 from carebench.patterns.base import PatternConfig
 from carebench.resilience.config import ResilienceConfig
+from carebench.server.app import CareBenchApp
 from carebench.server.config import ServerConfig
-from carebench.server.granian_app import CONFIG_VARIABLE, encode_configs
-from carebench.server.runner import StartupError, absorb_signals, banner_lines
+from carebench.server.startup import (
+    StartupError,
+    absorb_signals,
+    banner_lines,
+    build_app,
+    final_stats,
+    free_port,
+    listening_line,
+    url_of,
+)
 
-TARGET = "carebench.server.granian_app:create_app"
+#: What granian shows as its target (process title, logs); the app itself comes from
+#: `load_worker_app`, handed to granian as its target loader.
+TARGET = "carebench.server.granian_runner:load_worker_app"
 
 
-def free_port(host: str) -> int:
-    """A port that was free a moment ago (granian binds by itself, so port 0 is resolved here)."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+@dataclass(frozen=True, slots=True)
+class WorkerApp:
+    """Everything the worker process builds its app from (picklable, for spawned workers)."""
+
+    pattern: str
+    server: ServerConfig
+    patterns: PatternConfig
+    database: SimulatorConfig
+    resilience: ResilienceConfig
+
+
+def load_worker_app(spec: WorkerApp) -> CareBenchApp:
+    """Build the app in granian's worker; final stats print when the worker stops."""
+    app = build_app(spec.pattern, spec.server, spec.patterns, spec.database, spec.resilience)
+    app.on_shutdown = lambda: print(final_stats(app), file=sys.stdout, flush=True)
+    return app
 
 
 def serve_granian(
@@ -40,6 +62,7 @@ def serve_granian(
     resilience: ResilienceConfig | None,
     out: TextIO,
 ) -> int:
+    """Serve until SIGINT/SIGTERM; the worker drains and prints final stats; the exit status."""
     try:
         from granian import Granian
         from granian.constants import HTTPModes, Interfaces, Loops
@@ -48,22 +71,14 @@ def serve_granian(
         raise StartupError(
             "--server granian needs granian: pip install 'carebench[granian]'"
         ) from None
+    # granian binds by itself, so port 0 is resolved here to a port we can print.
     port = server.port or free_port(server.host)
-    os.environ[CONFIG_VARIABLE] = encode_configs(
-        pattern, server, patterns, database, resilience or ResilienceConfig()
-    )
+    spec = WorkerApp(pattern, server, patterns, database, resilience or ResilienceConfig())
     if not server.quiet:
         print("\n".join(banner_lines(pattern, server, patterns, database)), file=out)
-        print("  server           granian", file=out)
-    print(
-        f"carebench listening on http://{server.host}:{port} (pattern {pattern})",
-        file=out,
-        flush=True,
-    )
-    # A second SIGTERM during granian's own shutdown must not kill the process with that
-    # signal: granian restores the handlers it found, so leave it no-op ones.
+    print(listening_line(url_of(server.host, port), pattern), file=out, flush=True)
     absorb_signals()
-    Granian(
+    granian = Granian(
         TARGET,
         address=server.host,
         port=port,
@@ -74,6 +89,8 @@ def serve_granian(
         websockets=False,
         backlog=4096,
         log_level=LogLevels(server.log_level),
-        factory=True,
-    ).serve()
+    )
+    # granian calls the loader in its worker process: the configs travel as its arguments
+    # (inherited on fork, pickled on spawn) instead of through the environment.
+    granian.serve(target_loader=functools.partial(load_worker_app, spec), wrap_loader=False)
     return 0

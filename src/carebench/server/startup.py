@@ -1,0 +1,136 @@
+"""Start-up steps every HTTP server shares: build the app, bind, banner, signals, final stats.
+
+Below the server runners (uvicorn_runner, granian_runner) and above the app: the runners
+import this module, never each other, and nothing here imports a runner.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from types import FrameType
+
+from carebench import __version__
+from carebench.backends.simulator import SimulatedBackend, SimulatorConfig
+from carebench.patterns.base import PatternConfig, create_pattern
+from carebench.resilience.config import ResilienceConfig, wrap_backend
+from carebench.server.app import CareBenchApp
+from carebench.server.config import ServerConfig
+
+
+class StartupError(RuntimeError):
+    """The server could not start (e.g. the port is taken); the message says why."""
+
+
+def build_app(
+    pattern: str,
+    server: ServerConfig,
+    patterns: PatternConfig,
+    database: SimulatorConfig,
+    resilience: ResilienceConfig | None = None,
+) -> CareBenchApp:
+    """The ASGI app: the simulated database, wrapped by resilience, behind `pattern`."""
+    backend = wrap_backend(SimulatedBackend(database), resilience or ResilienceConfig())
+    return CareBenchApp(
+        create_pattern(pattern, backend, patterns),
+        backend,
+        request_timeout=server.request_timeout,
+        drain_timeout=server.drain_timeout,
+        class_timeouts=server.class_timeouts,
+        enable_profiling=server.enable_profiling,
+    )
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before starting the server so port 0 resolves to a real port we can print."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot resolve --host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def free_port(host: str) -> int:
+    """A port that was free a moment ago, for servers that bind by themselves."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def url_of(host: str, port: int) -> str:
+    """The base URL a client uses (IPv6 hosts in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def banner_lines(
+    pattern: str, server: ServerConfig, patterns: PatternConfig, database: SimulatorConfig
+) -> list[str]:
+    """The effective configuration, as the reference prints it at start-up."""
+    ms = 1000.0
+    lines = [
+        f"carebench {__version__} - healthcare API concurrency benchmark",
+        f"  pattern          {pattern}",
+        f"  server           {server.server}",
+        f"  workers          {patterns.workers}",
+        f"  queue size       {patterns.queue_size}",
+        f"  db latency       {database.min_latency * ms:g}-{database.max_latency * ms:g} ms",
+        f"  db error rate    {database.error_rate:g}",
+        f"  db profile       {database.profile}",
+    ]
+    if database.limited:
+        lines += [
+            f"  db pool          {database.pool_size} connections, "
+            f"acquire timeout {database.pool_timeout:g}s",
+            f"  db contention    sigma={database.contention:g} kappa={database.coherency:g} "
+            f"(throughput peaks near {database.peak_concurrency():.0f} concurrent queries)",
+        ]
+    lines += [
+        f"  deadlines        critical {server.critical_timeout:g}s, standard "
+        f"{server.request_timeout:g}s, batch {server.batch_timeout:g}s",
+        f"  seed             {database.seed if database.seed is not None else 'random'}",
+    ]
+    return lines
+
+
+def listening_line(url: str, pattern: str) -> str:
+    """The line ServerProcess (and people) wait for before sending traffic."""
+    return f"carebench listening on {url} (pattern {pattern})"
+
+
+def absorb_signals() -> None:
+    """Leave no-op SIGINT/SIGTERM handlers for the server to restore after its shutdown.
+
+    uvicorn re-raises the signal that stopped it once it has drained, and granian restores
+    the handlers it found; without these the graceful exit would die by that signal instead
+    of returning status 0.
+    """
+
+    def ignore(signum: int, frame: FrameType | None) -> None:
+        return None
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, ignore)
+
+
+def final_stats(app: CareBenchApp) -> str:
+    """One line of totals and latency, printed when the server has drained."""
+    s = app.metrics_snapshot()
+    lat = s["latency_ms"]
+    return (
+        f"final stats ({s['pattern']}): {s['total_requests']} requests, "
+        f"{s['success_requests']} ok, {s['error_requests']} errors, "
+        f"{s['rejected_requests']} rejected, {s['timeout_requests']} timeouts, "
+        f"{s['cancelled_requests']} cancelled, {s['invalid_requests']} invalid; "
+        f"latency p50 {lat['median']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms; "
+        f"{s['requests_per_second']:.1f} req/s over {s['duration_seconds']:.1f}s"
+    )

@@ -1,0 +1,68 @@
+"""`serve --server uvicorn` (the default): the app on uvicorn with uvloop and httptools."""
+
+from __future__ import annotations
+
+import math
+from typing import TextIO
+
+import uvicorn
+import uvloop
+
+from carebench.backends.simulator import SimulatorConfig
+from carebench.patterns.base import PatternConfig
+from carebench.resilience.config import ResilienceConfig
+from carebench.server.app import CareBenchApp
+from carebench.server.config import ServerConfig
+from carebench.server.startup import (
+    StartupError,
+    absorb_signals,
+    banner_lines,
+    bind_socket,
+    build_app,
+    final_stats,
+    listening_line,
+    url_of,
+)
+
+
+def serve_uvicorn(
+    pattern: str,
+    server: ServerConfig,
+    patterns: PatternConfig,
+    database: SimulatorConfig,
+    resilience: ResilienceConfig | None,
+    out: TextIO,
+) -> int:
+    """Serve until SIGINT/SIGTERM, drain, print final stats; the exit status."""
+    app = build_app(pattern, server, patterns, database, resilience)
+    sock = bind_socket(server.host, server.port)
+    if not server.quiet:
+        print("\n".join(banner_lines(pattern, server, patterns, database)), file=out)
+    host, port = sock.getsockname()[:2]
+    print(listening_line(url_of(host, port), pattern), file=out, flush=True)
+    uv_server = uvicorn.Server(uvicorn_config(app, server))
+    absorb_signals()
+    try:
+        uvloop.run(uv_server.serve(sockets=[sock]))
+    finally:
+        sock.close()
+    if not uv_server.started:
+        raise StartupError("the server did not start (see the log above)")
+    print(final_stats(app), file=out, flush=True)
+    return 0
+
+
+def uvicorn_config(app: CareBenchApp, server: ServerConfig) -> uvicorn.Config:
+    """uvicorn's settings for the benchmark: uvloop, httptools, no access log."""
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_level=server.log_level,
+        access_log=False,
+        # Loopback by default and no proxy in front: skip the X-Forwarded-* middleware layer.
+        proxy_headers=False,
+        timeout_graceful_shutdown=math.ceil(server.drain_timeout),
+        backlog=4096,
+    )
