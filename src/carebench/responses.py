@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Protocol
 
@@ -28,9 +29,6 @@ class ErrorResponse(msgspec.Struct, gc=False):
     success: bool = False
 
 
-_second_cache: list[Any] = [-1, ""]
-
-
 def utc_timestamp() -> str:
     """RFC 3339 UTC timestamp with microseconds, as Go's time.Time marshals.
 
@@ -39,10 +37,13 @@ def utc_timestamp() -> str:
     """
     now = time.time()
     second = int(now)
-    if second != _second_cache[0]:
-        _second_cache[0] = second
-        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{_second_cache[1]}.{int((now - second) * 1_000_000):06d}Z"
+    return f"{_utc_date_time(second)}.{int((now - second) * 1_000_000):06d}Z"
+
+
+@functools.lru_cache(maxsize=1)
+def _utc_date_time(second: int) -> str:
+    """`YYYY-MM-DDTHH:MM:SS` of a Unix second (memoised: every request in that second asks)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 class ResponseEncoder(Protocol):
@@ -69,6 +70,8 @@ class PlainResponseEncoder:
         return None
 
 
+#: Shared rather than per call: a msgspec Encoder holds only its settings, nothing of the
+#: messages it encoded, so one instance serves every error.
 _ERROR_ENCODER = msgspec.json.Encoder()
 
 

@@ -13,7 +13,7 @@ from carebench.patterns.pooling import (
     ObjectPool,
     PooledResponseEncoder,
     ResponseSlot,
-    scrub_slot,
+    SlotScrubber,
 )
 from carebench.responses import PatientResponse
 
@@ -98,8 +98,8 @@ def test_pool_keeps_at_most_max_idle_objects() -> None:
     assert all(box.value is None for box in boxes)
 
 
-def test_scrub_slot_resets_response_and_zeroes_buffer() -> None:
-    """scrub_slot forgets every response field and zeroes every buffer byte."""
+def test_slot_scrubber_resets_response_and_zeroes_buffer() -> None:
+    """SlotScrubber forgets every response field and zeroes every buffer byte."""
     slot = ResponseSlot()
     slot.response.success = True
     slot.response.patient = synthetic_patient("p-1")
@@ -107,19 +107,19 @@ def test_scrub_slot_resets_response_and_zeroes_buffer() -> None:
     slot.response.request_id = "req-1"
     slot.buffer[:5] = b"Hello"
 
-    scrub_slot(slot)
+    SlotScrubber()(slot)
 
     assert msgspec.structs.asdict(slot.response) == msgspec.structs.asdict(PatientResponse())
     assert len(slot.buffer) == INITIAL_BUFFER_BYTES
     assert not any(slot.buffer)
 
 
-def test_scrub_slot_zeroes_a_grown_buffer() -> None:
+def test_slot_scrubber_zeroes_a_grown_buffer() -> None:
     """A buffer larger than the initial size is zeroed in full."""
     slot = ResponseSlot()
     slot.buffer = bytearray(b"\xff" * (INITIAL_BUFFER_BYTES * 3))
 
-    scrub_slot(slot)
+    SlotScrubber()(slot)
 
     assert len(slot.buffer) == INITIAL_BUFFER_BYTES * 3
     assert not any(slot.buffer)
@@ -153,7 +153,7 @@ def test_encoder_reuses_one_slot_and_counts_hits() -> None:
 
 def test_slot_returned_to_pool_holds_no_patient_data() -> None:
     """After encoding, the idle slot has no patient and an all-zero buffer."""
-    pool: ObjectPool[ResponseSlot] = ObjectPool(ResponseSlot, scrub_slot)
+    pool: ObjectPool[ResponseSlot] = ObjectPool(ResponseSlot, SlotScrubber())
     encoder = PooledResponseEncoder(pool)
     encoder.encode_patient(synthetic_patient("p-1"), "req-1")
 

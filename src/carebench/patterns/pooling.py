@@ -70,25 +70,26 @@ class ResponseSlot:
         self.buffer = bytearray(INITIAL_BUFFER_BYTES)
 
 
-def scrub_slot(slot: ResponseSlot) -> None:
-    """Forget the patient and zero the buffer so no PHI outlives its response."""
-    response = slot.response
-    response.success = False
-    response.patient = None
-    response.timestamp = ""
-    response.request_id = ""
-    size = len(slot.buffer)
-    slot.buffer[:size] = memoryview(_zeros(size))[:size]
+class SlotScrubber:
+    """Forgets the patient and zeroes the buffer of a released slot, so no PHI outlives it.
 
+    The zeroes are copied from one block kept here and grown to the largest buffer seen, so
+    scrubbing allocates nothing per request.
+    """
 
-_ZERO_BLOCK = bytes(INITIAL_BUFFER_BYTES)
+    def __init__(self) -> None:
+        self._zeros = bytes(INITIAL_BUFFER_BYTES)
 
-
-def _zeros(size: int) -> bytes:
-    global _ZERO_BLOCK
-    if len(_ZERO_BLOCK) < size:
-        _ZERO_BLOCK = bytes(size)
-    return _ZERO_BLOCK
+    def __call__(self, slot: ResponseSlot) -> None:
+        response = slot.response
+        response.success = False
+        response.patient = None
+        response.timestamp = ""
+        response.request_id = ""
+        size = len(slot.buffer)
+        if len(self._zeros) < size:
+            self._zeros = bytes(size)
+        slot.buffer[:size] = memoryview(self._zeros)[:size]
 
 
 class PooledResponseEncoder:
@@ -100,7 +101,7 @@ class PooledResponseEncoder:
 
     def __init__(self, pool: ObjectPool[ResponseSlot] | None = None) -> None:
         self._encoder = msgspec.json.Encoder()
-        self.pool = pool or ObjectPool(ResponseSlot, scrub_slot)
+        self.pool = pool or ObjectPool(ResponseSlot, SlotScrubber())
 
     def encode_patient(self, patient: Patient, request_id: str) -> bytes:
         slot = self.pool.acquire()
