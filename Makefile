@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run serve test lint format clean profile overhead benchmarks-md bench bench-baseline bench-compare
+.PHONY: install run serve test lint format docs clean profile overhead benchmarks-md bench bench-baseline bench-compare
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
+
+# The CLI reference is generated from the settings' definitions; a test fails when it is stale.
+docs: $(STAMP)
+	$(BIN)/python -m carebench.cli.reference > docs/cli.md
 
 test: lint
 	$(BIN)/pytest --cov --cov-report=term

@@ -13,10 +13,12 @@ import carebench
 from carebench.backends.simulator import SimulatorConfig
 from carebench.cli import build_parser, main
 from carebench.cli import serve as serve_command
-from carebench.cli.options import milliseconds, seconds
+from carebench.cli.options import from_args, server_setup
+from carebench.cli.serve import ServeChoice
 from carebench.patterns.base import PatternConfig
 from carebench.resilience.config import ResilienceConfig
 from carebench.server.config import ServerConfig
+from carebench.settings import milliseconds, seconds
 
 
 @pytest.fixture(autouse=True)
@@ -129,8 +131,8 @@ def test_env_values_are_converted_like_flags(monkeypatch: pytest.MonkeyPatch) ->
 
     args = build_parser().parse_args(["serve"])
 
-    assert args.workers == 7
-    assert args.min_latency == 0.02
+    assert from_args(PatternConfig, args).workers == 7
+    assert from_args(SimulatorConfig, args).min_latency == 0.02
 
 
 def test_flag_overrides_env_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,19 +142,20 @@ def test_flag_overrides_env_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 
     args = build_parser().parse_args(["serve", "--workers", "3", "--pattern", "optimized"])
 
-    assert args.workers == 3
-    assert args.pattern == "optimized"
+    assert from_args(PatternConfig, args).workers == 3
+    assert from_args(ServeChoice, args).pattern == "optimized"
 
 
 def test_defaults_match_the_reference() -> None:
     """Without flags or env: workerpool, port 8080, 20 workers, queue 100, 50-100 ms, 5 %."""
     args = build_parser().parse_args(["serve"])
 
-    assert args.pattern == "workerpool"
-    assert args.port == 8080
-    assert (args.workers, args.queue_size) == (20, 100)
-    assert (args.min_latency, args.max_latency) == (0.05, 0.1)
-    assert args.error_rate == 0.05
+    setup = server_setup(args)
+    assert from_args(ServeChoice, args).pattern == "workerpool"
+    assert setup.server.port == 8080
+    assert (setup.patterns.workers, setup.patterns.queue_size) == (20, 100)
+    assert (setup.database.min_latency, setup.database.max_latency) == (0.05, 0.1)
+    assert setup.database.error_rate == 0.05
 
 
 def test_valid_command_hands_configs_to_the_server(

@@ -20,9 +20,16 @@ from carebench.loadgen.config import LoadConfig
 from carebench.loadgen.runner import RunPlan, run_plan
 from carebench.patterns.base import PatternConfig, pattern_names
 from carebench.server.process import ServerProcess
+from carebench.server.setup import ServerSetup
 
 pytestmark = pytest.mark.slow
 FAST_DB = ["--min-latency", "1", "--max-latency", "3", "--error-rate", "0.1", "--seed", "4"]
+#: A database with no randomness and no capacity limit: 10 ms per query, no errors.
+EXACT_DB = SimulatorConfig(0.01, 0.01, 0.0, profile="ideal")
+
+
+def exact_setup(database: SimulatorConfig = EXACT_DB, **patterns: Any) -> ServerSetup:
+    return ServerSetup(patterns=PatternConfig(**patterns), database=database)
 
 
 def schema() -> dict[str, Any]:
@@ -75,20 +82,7 @@ def test_overload_shows_rejections_and_their_fast_latency() -> None:
     plan = RunPlan(
         patterns=["workerpool"],
         load=LoadConfig(requests=300, concurrency=60),
-        server_args=[
-            "--workers",
-            "2",
-            "--queue-size",
-            "4",
-            "--min-latency",
-            "20",
-            "--max-latency",
-            "20",
-            "--error-rate",
-            "0",
-            "--db-profile",
-            "ideal",
-        ],
+        setup=exact_setup(SimulatorConfig(0.02, 0.02, 0.0, profile="ideal"), workers=2, queue_size=4),
     )
     (result,) = run_plan(plan)
     assert result["rejected_requests"] > 100
@@ -102,7 +96,7 @@ def test_open_loop_holds_a_modest_rate() -> None:
     plan = RunPlan(
         patterns=["workerpool"],
         load=LoadConfig(rate=100.0, duration=2.0, concurrency=20),
-        server_args=FAST_DB,
+        setup=ServerSetup(database=SimulatorConfig(0.001, 0.003, 0.1, seed=4)),
     )
     (result,) = run_plan(plan)
     open_loop = result["open_loop"]
@@ -245,22 +239,7 @@ def test_priority_mix_under_overload_favours_critical(mode: str) -> None:
         patterns=["workerpool"],
         load=LoadConfig(requests=600, concurrency=60, priorities="critical:1,batch:1", seed=3),
         mode=mode,
-        server_args=[
-            "--workers",
-            "2",
-            "--queue-size",
-            "10",
-            "--min-latency",
-            "10",
-            "--max-latency",
-            "10",
-            "--error-rate",
-            "0",
-            "--db-profile",
-            "ideal",
-        ],
-        pattern_config=PatternConfig(workers=2, queue_size=10),
-        database=SimulatorConfig(0.01, 0.01, 0.0, profile="ideal"),
+        setup=exact_setup(workers=2, queue_size=10),
     )
     (result,) = run_plan(plan)
     classes = result["by_priority"]
@@ -272,20 +251,9 @@ def test_priority_mix_under_overload_favours_critical(mode: str) -> None:
 
 def test_honoring_retry_after_turns_a_rejection_storm_into_a_trickle() -> None:
     """Refused clients that wait Retry-After (1 s here) send a handful of requests, not a storm."""
-    server_args = [
-        "--limit",
-        "2",
-        "--min-latency",
-        "50",
-        "--max-latency",
-        "50",
-        "--error-rate",
-        "0",
-        "--db-profile",
-        "ideal",
-    ]
     polite = LoadConfig(concurrency=10, duration=2.0, honor_retry_after=True)
-    (result,) = run_plan(RunPlan(patterns=["semaphore"], load=polite, server_args=server_args))
+    slow = SimulatorConfig(0.05, 0.05, 0.0, profile="ideal")
+    (result,) = run_plan(RunPlan(patterns=["semaphore"], load=polite, setup=exact_setup(slow, limit=2)))
     assert 0 < result["rejected_requests"] <= 40
     assert result["success_requests"] > 0
     assert result["config"]["honor_retry_after"] is True

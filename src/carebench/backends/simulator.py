@@ -21,11 +21,13 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
+from carebench.backends.base import BackendHealth, BackendStats
 from carebench.backends.records import synthetic_patient
 from carebench.errors import BackendError, ConfigError
 from carebench.models import Patient
+from carebench.registry import check_choice
+from carebench.settings import FLOAT, INT, MILLISECONDS, SECONDS, setting
 
 PROFILES = ("realistic", "ideal")
 
@@ -36,15 +38,24 @@ Sleep = Callable[[float], Awaitable[None]]
 class SimulatorConfig:
     """Settings of the simulated database; latencies in seconds."""
 
-    min_latency: float = 0.050
-    max_latency: float = 0.100
-    error_rate: float = 0.05
-    profile: str = "realistic"
-    pool_size: int = 100
-    pool_timeout: float = 2.0
-    contention: float = 0.03
-    coherency: float = 0.001
-    seed: int | None = None
+    min_latency: float = setting(0.050, "--min-latency", "minimum query latency", MILLISECONDS)
+    max_latency: float = setting(0.100, "--max-latency", "maximum query latency", MILLISECONDS)
+    error_rate: float = setting(0.05, "--error-rate", "probability a query fails", FLOAT)
+    profile: str = setting(
+        "realistic",
+        "--db-profile",
+        "realistic: finite pool + contention; ideal: the reference's unlimited model",
+        choices=PROFILES,
+    )
+    pool_size: int = setting(100, "--db-pool-size", "connections in the pool", INT)
+    pool_timeout: float = setting(
+        2.0, "--db-pool-timeout", "how long a query waits for a connection", SECONDS
+    )
+    contention: float = setting(0.03, "--db-contention", "USL contention sigma", FLOAT)
+    coherency: float = setting(0.001, "--db-coherency", "USL coherency kappa", FLOAT)
+    seed: int | None = setting(
+        None, "--seed", "seed for reproducible latency, errors and load (default random)", INT
+    )
 
     def __post_init__(self) -> None:
         if self.min_latency < 0:
@@ -56,10 +67,7 @@ class SimulatorConfig:
             )
         if not 0.0 <= self.error_rate <= 1.0:
             raise ConfigError(f"--error-rate ({self.error_rate:g}) must be between 0 and 1")
-        if self.profile not in PROFILES:
-            raise ConfigError(
-                f"--db-profile: unknown profile {self.profile!r} (valid: {', '.join(PROFILES)})"
-            )
+        check_choice("--db-profile", "profile", self.profile, PROFILES)
         if self.pool_size < 1:
             raise ConfigError(f"--db-pool-size ({self.pool_size}) must be >= 1")
         if self.pool_timeout <= 0:
@@ -146,7 +154,7 @@ class SimulatedBackend:
         finally:
             self.active -= 1
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> BackendHealth:
         """Backend health from counters only: it never runs a (randomly failing) query."""
         return {
             "status": "healthy",
@@ -156,7 +164,7 @@ class SimulatedBackend:
             "total_errors": self.errors,
         }
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> BackendStats:
         """Counters and capacity state for /metrics."""
         cfg = self.config
         return {

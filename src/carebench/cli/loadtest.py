@@ -4,25 +4,67 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 
 from carebench.cli.options import (
-    add_client_options,
-    add_forwarded_server_options,
-    database_config,
-    forwarded_server_flags,
-    pattern_config,
-    seconds,
+    OutputFiles,
+    add_serve_settings,
+    add_settings,
+    from_args,
+    server_setup,
 )
 from carebench.errors import ConfigError
 from carebench.loadgen.client import parse_url
-from carebench.loadgen.config import ARRIVALS, LoadConfig
+from carebench.loadgen.config import MODES, LoadConfig
 from carebench.loadgen.runner import RunPlan, run_plan
-from carebench.patterns.base import check_pattern_name, pattern_names
+from carebench.patterns.base import PATTERNS
+from carebench.registry import check_choice
 from carebench.report.export import write_outputs
 from carebench.report.terminal import BarProgress, print_report
+from carebench.server.setup import ServerSetup
+from carebench.settings import setting
+
+#: Server settings that also shape the load itself, so they mean something with --target.
+LOAD_SHAPING_FLAGS = ("--seed",)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadTarget:
+    """What a load test drives: servers it starts per pattern, a running server, or the
+    patterns called in-process."""
+
+    pattern: str = setting(
+        "all",
+        "--pattern",
+        f"all, or comma-separated pattern names ({', '.join(PATTERNS)})",
+        metavar="all|NAME[,NAME...]",
+    )
+    target: str | None = setting(
+        None,
+        "--target",
+        "drive this already-running server instead of starting one",
+        metavar="URL",
+    )
+    mode: str = setting(
+        "http",
+        "--mode",
+        "http: real servers over HTTP; inprocess: call the patterns directly",
+        choices=MODES,
+    )
+
+    def __post_init__(self) -> None:
+        check_choice("--mode", "mode", self.mode, MODES)
+        if self.target and self.mode == "inprocess":
+            raise ConfigError(
+                "--target drives a server over HTTP; it cannot be combined with "
+                "--mode inprocess. Remove one of them."
+            )
+        if self.target:
+            parse_url(self.target)
+        selected_patterns(self.pattern)
 
 
 def register(commands: Any) -> None:
@@ -32,104 +74,49 @@ def register(commands: Any) -> None:
         description="Start `carebench serve` per pattern (or use --target / --mode inprocess), "
         "drive it, and compare throughput, latency, errors and rejections.",
     )
-    add_load_options(parser)
-    add_output_options(parser)
+    add_settings(parser, LoadTarget, "what to drive")
+    add_settings(parser, LoadConfig, "load")
+    add_serve_settings(parser, forwarded_only=True)
+    add_settings(parser, OutputFiles, "output", only=("json", "output", "csv", "html"))
     parser.set_defaults(run=run)
-
-
-def add_load_options(parser: argparse.ArgumentParser) -> None:
-    load = parser.add_argument_group("load")
-    load.add_argument(
-        "--pattern",
-        default="all",
-        help=f"all, or one or more of {','.join(pattern_names())} (comma-separated)",
-    )
-    load.add_argument("--requests", type=int, default=1000, help="closed loop: requests in total")
-    load.add_argument(
-        "--concurrency",
-        type=int,
-        default=100,
-        help="closed loop: clients; open loop: max connections (default 100)",
-    )
-    load.add_argument("--rate", type=float, help="open loop: arrivals per second (with --duration)")
-    load.add_argument(
-        "--duration",
-        type=seconds,
-        help="seconds to send for (open loop; closed loop: instead of --requests)",
-    )
-    load.add_argument(
-        "--arrivals",
-        default="constant",
-        choices=ARRIVALS,
-        help="open loop: spacing of arrivals (default constant)",
-    )
-    load.add_argument(
-        "--warmup",
-        type=seconds,
-        default=0.0,
-        help="seconds of load before measuring, excluded from statistics",
-    )
-    add_client_options(load)
-    load.add_argument("--target", help="drive this already-running server instead of starting one")
-    load.add_argument(
-        "--mode",
-        default="http",
-        choices=("http", "inprocess"),
-        help="http (default): real servers; inprocess: call the patterns directly",
-    )
-    add_forwarded_server_options(parser)
-
-
-def add_output_options(parser: argparse.ArgumentParser) -> None:
-    output = parser.add_argument_group("output")
-    output.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
-    output.add_argument("--output", metavar="FILE", help="write the JSON results to FILE")
-    output.add_argument("--csv", metavar="FILE", help="write a flat CSV table to FILE")
-    output.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
 
 
 def selected_patterns(spec: str) -> list[str]:
     if spec == "all":
-        return pattern_names()
+        return PATTERNS.names()
     names = [name.strip() for name in spec.split(",") if name.strip()]
     if not names:
         raise ConfigError("--pattern: give all or at least one pattern name")
-    return [check_pattern_name(name) for name in names]
+    return [PATTERNS.check(name) for name in names]
+
+
+def check_setup_applies(target: LoadTarget, setup: ServerSetup) -> None:
+    """Refuse server settings the chosen mode would silently ignore."""
+    if target.target:
+        ignored = [flag for flag in setup.changed_flags() if flag not in LOAD_SHAPING_FLAGS]
+        if ignored:
+            raise ConfigError(
+                f"{', '.join(ignored)}: no effect with --target (that server runs with its "
+                "own settings). Remove them, or drop --target to start servers here."
+            )
+    if target.mode == "inprocess" and setup.server.server != ServerSetup().server.server:
+        raise ConfigError(
+            "--server chooses the HTTP server; --mode inprocess calls the patterns without "
+            "one. Remove one of them."
+        )
 
 
 def build_plan(args: argparse.Namespace) -> RunPlan:
-    load = LoadConfig(
-        requests=args.requests,
-        concurrency=args.concurrency,
-        rate=args.rate,
-        duration=args.duration,
-        arrivals=args.arrivals,
-        timeout=args.timeout,
-        warmup=args.warmup,
-        ids=args.ids,
-        priorities=args.priorities,
-        honor_retry_after=args.honor_retry_after,
-        seed=args.seed,
-    )
-    if args.target and args.mode == "inprocess":
-        raise ConfigError(
-            "--target drives a server over HTTP; it cannot be combined with "
-            "--mode inprocess. Remove one of them."
-        )
-    if args.target:
-        parse_url(args.target)
-    database = database_config(args)
-    patterns = pattern_config(args)
+    setup = server_setup(args)
+    target = from_args(LoadTarget, args)
+    load = from_args(LoadConfig, args, seed=setup.database.seed)
+    check_setup_applies(target, setup)
     return RunPlan(
-        patterns=selected_patterns(args.pattern),
+        patterns=selected_patterns(target.pattern),
         load=load,
-        mode="target" if args.target else args.mode,
-        target=(args.target or "").rstrip("/") or None,
-        server_args=forwarded_server_flags(args),
-        pattern_config=patterns,
-        database=database,
-        request_timeout=args.request_timeout,
-        class_timeouts={"critical": args.critical_timeout, "batch": args.batch_timeout},
+        mode="target" if target.target else target.mode,
+        target=(target.target or "").rstrip("/") or None,
+        setup=setup,
     )
 
 
@@ -138,11 +125,12 @@ def run(args: argparse.Namespace) -> int:
         plan = build_plan(args)
     except ValueError as bad:
         raise ConfigError(str(bad)) from None
-    quiet = args.json or not sys.stderr.isatty()
+    outputs = from_args(OutputFiles, args)
+    quiet = outputs.json or not sys.stderr.isatty()
     err = Console(stderr=True)
     results = run_plan(plan, None if quiet else BarProgress(err))
-    write_outputs(results, json_path=args.output, csv_path=args.csv, html_path=args.html)
-    if args.json:
+    write_outputs(results, json_path=outputs.output, csv_path=outputs.csv, html_path=outputs.html)
+    if outputs.json:
         from carebench.report.export import to_json
 
         sys.stdout.write(to_json(results) + "\n")

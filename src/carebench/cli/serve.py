@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Any
 
-from carebench.cli.options import (
-    add,
-    add_database_options,
-    add_pattern_options,
-    add_resilience_options,
-    add_server_options,
-    database_config,
-    pattern_config,
-    resilience_config,
-    server_config,
-)
-from carebench.patterns.base import check_pattern_name, pattern_names
+from carebench.cli.options import add_serve_settings, add_settings, from_args, server_setup
+from carebench.patterns.base import PATTERNS
 from carebench.server.runner import serve
+from carebench.settings import setting
+
+
+@dataclass(frozen=True, slots=True)
+class ServeChoice:
+    """Which pattern the server runs."""
+
+    pattern: str = setting("workerpool", "--pattern", "concurrency pattern", choices=PATTERNS.names)
+
+    def __post_init__(self) -> None:
+        PATTERNS.check(self.pattern)
 
 
 def register(commands: Any) -> None:
@@ -27,32 +29,12 @@ def register(commands: Any) -> None:
         description="Run the patient-records API. Every flag can also be set through the "
         "environment variable named in its help; flags win.",
     )
-    add(
-        parser,
-        "--pattern",
-        default="workerpool",
-        metavar="{" + ",".join(pattern_names()) + "}",
-        help="concurrency pattern (default workerpool)",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no start-up banner")
-    parser.add_argument(
-        "--enable-profiling",
-        action="store_true",
-        help="serve GET /debug/profile?seconds=N (loopback clients only)",
-    )
-    add_server_options(parser)
-    add_pattern_options(parser)
-    add_resilience_options(parser)
-    add_database_options(parser)
+    add_settings(parser, ServeChoice, "what to serve")
+    add_serve_settings(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    pattern = check_pattern_name(args.pattern)
-    return serve(
-        pattern,
-        server_config(args),
-        pattern_config(args),
-        database_config(args),
-        resilience_config(args),
-    )
+    choice = from_args(ServeChoice, args)
+    setup = server_setup(args)
+    return serve(choice.pattern, setup.server, setup.patterns, setup.database, setup.resilience)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +13,30 @@ from rich.console import Console
 
 from carebench.cli.loadtest import selected_patterns
 from carebench.cli.options import (
-    add_client_options,
-    add_forwarded_server_options,
-    forwarded_server_flags,
-    seconds,
+    OutputFiles,
+    add_serve_settings,
+    add_settings,
+    from_args,
+    server_setup,
 )
-from carebench.errors import ConfigError
-from carebench.loadgen.config import LoadConfig
+from carebench.loadgen.config import CLIENT_SETTINGS, LoadConfig, SweepConfig
 from carebench.loadgen.runner import RunPlan
 from carebench.loadgen.sweep import run_sweep
 from carebench.report.sweep import print_sweep
 from carebench.report.terminal import BarProgress
+from carebench.settings import setting
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPatterns:
+    """Which patterns a sweep runs at each level."""
+
+    pattern: str = setting(
+        "all", "--pattern", "all, or comma-separated pattern names", metavar="all|NAME[,NAME...]"
+    )
+
+    def __post_init__(self) -> None:
+        selected_patterns(self.pattern)
 
 
 def register(commands: Any) -> None:
@@ -32,86 +46,44 @@ def register(commands: Any) -> None:
         description="Each level is a separate run against a fresh server: closed loop with "
         "--concurrency N clients, or open loop at --rate R arrivals per second.",
     )
-    levels = parser.add_mutually_exclusive_group(required=True)
-    levels.add_argument("--concurrency", type=level_list, help="closed-loop levels, e.g. 10,50,100")
-    levels.add_argument(
-        "--rate", type=level_list, help="open-loop levels in req/s, e.g. 50,100,200"
-    )
-    parser.add_argument("--pattern", default="all", help="all, or comma-separated pattern names")
-    parser.add_argument("--duration", type=seconds, default=5.0, help="seconds per level (5)")
-    parser.add_argument("--warmup", type=seconds, default=1.0, help="warm-up per level (1 s)")
-    parser.add_argument(
-        "--connections",
-        type=int,
-        default=1000,
-        help="open loop: max connections per run (default 1000)",
-    )
-    add_client_options(parser)
-    add_forwarded_server_options(parser)
-    output = parser.add_argument_group("output")
-    output.add_argument("--json", action="store_true", help="print the sweep as JSON on stdout")
-    output.add_argument("--output", metavar="FILE", help="write the sweep JSON to FILE")
-    output.add_argument("--html", metavar="FILE", help="write an HTML report with the plots")
-    output.add_argument("--png", metavar="FILE", help="write the sweep plot as a PNG")
+    add_settings(parser, SweepConfig, "levels")
+    add_settings(parser, SweepPatterns, "patterns")
+    add_settings(parser, LoadConfig, "clients", only=CLIENT_SETTINGS)
+    add_serve_settings(parser, forwarded_only=True)
+    add_settings(parser, OutputFiles, "output", only=("json", "output", "html", "png"))
     parser.set_defaults(run=run)
 
 
-def level_list(text: str) -> list[float]:
-    """`10,50,100` -> [10.0, 50.0, 100.0]: positive and strictly increasing."""
-    try:
-        levels = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 10,50,100, got {text!r}") from None
-    if not levels or any(level <= 0 for level in levels):
-        raise argparse.ArgumentTypeError(f"levels must be positive numbers, got {text!r}")
-    if levels != sorted(set(levels)):
-        raise argparse.ArgumentTypeError(f"levels must increase, got {text!r}")
-    return levels
-
-
-def build(args: argparse.Namespace) -> tuple[RunPlan, str, list[float]]:
-    axis = "concurrency" if args.concurrency else "rate"
-    levels: list[float] = args.concurrency or args.rate
-    if axis == "concurrency" and any(level != int(level) for level in levels):
-        raise ConfigError("sweep --concurrency: levels must be whole numbers of clients")
-    if args.connections < 1:
-        raise ConfigError(f"--connections ({args.connections}) must be >= 1")
-    load = LoadConfig(
-        concurrency=args.connections,
-        timeout=args.timeout,
-        warmup=args.warmup,
-        ids=args.ids,
-        priorities=args.priorities,
-        honor_retry_after=args.honor_retry_after,
-        seed=args.seed,
-    )
-    plan = RunPlan(
-        patterns=selected_patterns(args.pattern),
-        load=load,
-        server_args=forwarded_server_flags(args),
-        request_timeout=args.request_timeout,
-    )
-    return plan, axis, levels
+def build(args: argparse.Namespace) -> tuple[RunPlan, SweepConfig]:
+    sweep = from_args(SweepConfig, args)
+    setup = server_setup(args)
+    load = from_args(
+        LoadConfig, args, concurrency=sweep.connections, warmup=sweep.warmup,
+        seed=setup.database.seed,
+    )  # fmt: skip
+    patterns = from_args(SweepPatterns, args)
+    plan = RunPlan(patterns=selected_patterns(patterns.pattern), load=load, setup=setup)
+    return plan, sweep
 
 
 def run(args: argparse.Namespace) -> int:
-    plan, axis, levels = build(args)
-    quiet = args.json or not sys.stderr.isatty()
-    sweep = run_sweep(
-        plan, axis, levels, args.duration, None if quiet else BarProgress(Console(stderr=True))
-    )
+    plan, config = build(args)
+    outputs = from_args(OutputFiles, args)
+    quiet = outputs.json or not sys.stderr.isatty()
+    progress = None if quiet else BarProgress(Console(stderr=True))
+    sweep = run_sweep(plan, config.axis, config.levels, config.duration, progress)
     text = json.dumps(sweep, indent=2)
-    if args.output:
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
-    if args.png:
+    if outputs.output:
+        Path(outputs.output).write_text(text + "\n", encoding="utf-8")
+    if outputs.png:
         from carebench.report.plots import sweep_png
 
-        Path(args.png).write_bytes(sweep_png(sweep))
-    if args.html:
+        Path(outputs.png).write_bytes(sweep_png(sweep))
+    if outputs.html:
         from carebench.report.html import write_sweep_html
 
-        write_sweep_html(sweep, args.html)
-    if args.json:
+        write_sweep_html(sweep, outputs.html)
+    if outputs.json:
         sys.stdout.write(text + "\n")
     else:
         width = None if sys.stdout.isatty() else 160

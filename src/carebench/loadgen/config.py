@@ -1,4 +1,4 @@
-"""Settings of one load test: loop model, volume, timing and which patient ids to ask for."""
+"""Settings of one load test (loop model, volume, timing, which ids) and of a sweep."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ from dataclasses import dataclass
 from carebench.errors import ConfigError
 from carebench.loadgen.ids import parse_ids
 from carebench.loadgen.priorities import parse_priorities
+from carebench.registry import check_choice
+from carebench.settings import FLOAT, INT, LEVELS, SECONDS, SWITCH, setting
 
 LOOPS = ("closed", "open")
 ARRIVALS = ("constant", "poisson")
 MODES = ("http", "inprocess")
+#: How each simulated client behaves: the LoadConfig settings a sweep shares.
+CLIENT_SETTINGS = ("timeout", "ids", "priorities", "honor_retry_after")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,16 +26,40 @@ class LoadConfig:
     `duration` seconds over at most `concurrency` connections.
     """
 
-    requests: int = 1000
-    concurrency: int = 100
-    rate: float | None = None
-    duration: float | None = None
-    arrivals: str = "constant"
-    timeout: float = 5.0
-    warmup: float = 0.0
-    ids: str = "fixed:P12345"
-    priorities: str | None = None
-    honor_retry_after: bool = False
+    requests: int = setting(1000, "--requests", "closed loop: requests in total", INT)
+    concurrency: int = setting(
+        100, "--concurrency", "closed loop: clients; open loop: most connections", INT
+    )
+    rate: float | None = setting(
+        None, "--rate", "open loop: arrivals per second (with --duration)", FLOAT
+    )
+    duration: float | None = setting(
+        None,
+        "--duration",
+        "how long to send (open loop; closed loop: instead of --requests)",
+        SECONDS,
+    )
+    arrivals: str = setting(
+        "constant", "--arrivals", "open loop: spacing of arrivals", choices=ARRIVALS
+    )
+    timeout: float = setting(5.0, "--timeout", "client-side timeout per request", SECONDS)
+    warmup: float = setting(
+        0.0, "--warmup", "load sent before measuring, left out of the statistics", SECONDS
+    )
+    ids: str = setting("fixed:P12345", "--ids", "patient ids: fixed:ID, uniform:N or zipf:N[:S]")
+    priorities: str | None = setting(
+        None,
+        "--priorities",
+        "send X-Request-Priority drawn from weights, e.g. critical:10,standard:70,batch:20",
+    )
+    honor_retry_after: bool = setting(
+        False,
+        "--honor-retry-after",
+        "closed loop: a refused client waits Retry-After before its next request "
+        "(otherwise it re-sends at once, as the reference's load test does)",
+        SWITCH,
+    )
+    #: Set from the server's --seed, so one seed makes the whole run reproducible.
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -45,10 +73,7 @@ class LoadConfig:
             raise ConfigError(f"--rate ({self.rate:g}) must be > 0 requests per second")
         if self.duration is not None and self.duration <= 0:
             raise ConfigError(f"--duration ({self.duration:g}) must be > 0 seconds")
-        if self.arrivals not in ARRIVALS:
-            raise ConfigError(
-                f"--arrivals: unknown {self.arrivals!r} (valid: {', '.join(ARRIVALS)})"
-            )
+        check_choice("--arrivals", "arrival process", self.arrivals, ARRIVALS)
         if self.timeout <= 0:
             raise ConfigError(f"--timeout ({self.timeout:g}) must be > 0 seconds")
         if self.warmup < 0:
@@ -59,3 +84,41 @@ class LoadConfig:
     @property
     def loop(self) -> str:
         return "open" if self.rate is not None else "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class SweepConfig:
+    """The load levels of a sweep: closed-loop client counts or open-loop rates, not both."""
+
+    concurrency: tuple[float, ...] | None = setting(
+        None, "--concurrency", "closed-loop levels: clients, e.g. 10,50,100", LEVELS
+    )
+    rate: tuple[float, ...] | None = setting(
+        None, "--rate", "open-loop levels: arrivals per second, e.g. 50,100,200", LEVELS
+    )
+    duration: float = setting(5.0, "--duration", "how long each level runs", SECONDS)
+    warmup: float = setting(1.0, "--warmup", "load before each level is measured", SECONDS)
+    connections: int = setting(1000, "--connections", "open loop: most connections per run", INT)
+
+    def __post_init__(self) -> None:
+        if (self.concurrency is None) == (self.rate is None):
+            raise ConfigError(
+                "sweep needs exactly one of --concurrency LEVELS (closed loop) or "
+                "--rate LEVELS (open loop)"
+            )
+        if self.concurrency and any(level != int(level) for level in self.concurrency):
+            raise ConfigError("--concurrency: levels must be whole numbers of clients")
+        if self.duration <= 0:
+            raise ConfigError(f"--duration ({self.duration:g}) must be > 0 seconds")
+        if self.warmup < 0:
+            raise ConfigError(f"--warmup ({self.warmup:g}) must be >= 0 seconds")
+        if self.connections < 1:
+            raise ConfigError(f"--connections ({self.connections}) must be >= 1")
+
+    @property
+    def axis(self) -> str:
+        return "concurrency" if self.concurrency is not None else "rate"
+
+    @property
+    def levels(self) -> list[float]:
+        return list(self.concurrency or self.rate or ())

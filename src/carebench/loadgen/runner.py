@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from carebench import __version__
-from carebench.backends.simulator import SimulatedBackend, SimulatorConfig
+from carebench.backends.simulator import SimulatedBackend
 from carebench.loadgen.channels import Channel, HttpChannel, InProcessChannel
 from carebench.loadgen.client import parse_url
 from carebench.loadgen.config import LoadConfig
@@ -28,9 +28,10 @@ from carebench.loadgen.machine import describe_machine
 from carebench.loadgen.priorities import parse_priorities
 from carebench.loadgen.results import RunRecorder
 from carebench.loadgen.sampler import HttpMetricsProbe, Sampler, in_process_probe
-from carebench.models import DEFAULT_CLASS_TIMEOUTS
-from carebench.patterns.base import PatternConfig, create_pattern
+from carebench.patterns.base import create_pattern
+from carebench.resilience.config import wrap_backend
 from carebench.server.process import ServerProcess
+from carebench.server.setup import ServerSetup
 
 SCHEMA_VERSION = 1
 #: The schedule counts as kept when at least this fraction of the target rate was sent.
@@ -70,12 +71,13 @@ class RunPlan:
     load: LoadConfig
     mode: str = "http"
     target: str | None = None
-    server_args: Sequence[str] = ()
-    pattern_config: PatternConfig = field(default_factory=PatternConfig)
-    database: SimulatorConfig = field(default_factory=SimulatorConfig)
-    request_timeout: float = 5.0
-    #: In-process mode: deadline per priority class (standard = request_timeout).
-    class_timeouts: dict[str, float] = field(default_factory=dict)
+    #: The settings of every server started (or, in-process, of every pattern and backend).
+    setup: ServerSetup = field(default_factory=ServerSetup)
+
+    @property
+    def server_args(self) -> list[str]:
+        """`carebench serve` arguments for each server the plan starts."""
+        return self.setup.as_flags()
 
 
 def split_cpus() -> tuple[set[int] | None, set[int] | None]:
@@ -141,11 +143,11 @@ async def _drive_http(url: str, label: str, plan: RunPlan, progress: Progress) -
 
 
 async def _drive_in_process(label: str, plan: RunPlan, progress: Progress) -> dict[str, Any]:
-    backend = SimulatedBackend(plan.database)
-    pattern = create_pattern(label, backend, plan.pattern_config)
+    setup = plan.setup
+    backend = wrap_backend(SimulatedBackend(setup.database), setup.resilience)
+    pattern = create_pattern(label, backend, setup.patterns)
     await pattern.start()
-    deadlines = {**DEFAULT_CLASS_TIMEOUTS, **plan.class_timeouts}
-    deadlines["standard"] = plan.request_timeout
+    deadlines = setup.server.class_timeouts
     channels = [InProcessChannel(pattern, deadlines) for _ in range(plan.load.concurrency)]
     try:
         result = await _measure(
@@ -154,7 +156,7 @@ async def _drive_in_process(label: str, plan: RunPlan, progress: Progress) -> di
         result["server_metrics"] = {"pattern_state": pattern.stats(), "backend": backend.stats()}
         return result
     finally:
-        await pattern.shutdown(drain_timeout=plan.request_timeout)
+        await pattern.shutdown(drain_timeout=setup.server.request_timeout)
 
 
 async def _measure(

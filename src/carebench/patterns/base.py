@@ -10,27 +10,35 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from carebench.backends.base import Backend
 from carebench.clock import Clock, MonotonicClock
 from carebench.errors import ConfigError, DeadlineExceeded, Rejected
+from carebench.limits.base import LIMIT_ALGORITHMS
 from carebench.models import Patient, Query
 from carebench.registry import Registry
 from carebench.responses import ResponseEncoder
+from carebench.settings import FLOAT, INT, SECONDS, setting
 
 T = TypeVar("T")
-
-
-LIMIT_ALGORITHM_NAMES = ("gradient2", "aimd", "vegas")
 
 
 @dataclass(frozen=True, slots=True)
 class PatternConfig:
     """Settings shared by the patterns (each uses the ones that apply to it)."""
 
-    workers: int = 20
-    queue_size: int = 100
-    limit: int = 20
-    max_wait: float = 0.0
-    rate_limit: float = 100.0
-    burst: int = 20
-    limit_algorithm: str = "gradient2"
+    workers: int = setting(20, "--workers", "worker tasks (workerpool, optimized)", INT)
+    queue_size: int = setting(100, "--queue-size", "bounded queue capacity", INT)
+    limit: int = setting(20, "--limit", "semaphore: requests in flight at most", INT)
+    max_wait: float = setting(
+        0.0, "--max-wait", "semaphore: how long to wait for a permit before rejecting", SECONDS
+    )
+    rate_limit: float = setting(
+        100.0, "--rate-limit", "ratelimit: requests per second admitted", FLOAT
+    )
+    burst: int = setting(20, "--burst", "ratelimit: bucket size", INT)
+    limit_algorithm: str = setting(
+        "gradient2",
+        "--limit-algorithm",
+        "adaptive: how the limit is learned",
+        choices=LIMIT_ALGORITHMS.names,
+    )
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -45,11 +53,7 @@ class PatternConfig:
             raise ConfigError(f"--rate-limit ({self.rate_limit:g}) must be > 0 per second")
         if self.burst < 1:
             raise ConfigError(f"--burst ({self.burst}) must be >= 1")
-        if self.limit_algorithm not in LIMIT_ALGORITHM_NAMES:
-            valid = ", ".join(LIMIT_ALGORITHM_NAMES)
-            raise ConfigError(
-                f"--limit-algorithm: unknown {self.limit_algorithm!r} (valid: {valid})"
-            )
+        LIMIT_ALGORITHMS.check(self.limit_algorithm)
 
 
 @runtime_checkable

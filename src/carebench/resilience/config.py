@@ -11,14 +11,23 @@ from carebench.clock import Clock
 from carebench.errors import ConfigError
 from carebench.resilience.breaker import BreakerBackend, CircuitBreaker
 from carebench.resilience.retry import RetryingBackend
+from carebench.settings import INT, SECONDS, SWITCH, setting
 
 
 @dataclass(frozen=True, slots=True)
 class ResilienceConfig:
-    retries: int = 0
-    circuit_breaker: bool = False
-    breaker_threshold: int = 5
-    breaker_reset: float = 5.0
+    """Retries and a circuit breaker around the backend; they combine with any pattern."""
+
+    retries: int = setting(0, "--retries", "retry transient database errors up to N times", INT)
+    circuit_breaker: bool = setting(
+        False, "--circuit-breaker", "fail fast while the database keeps failing", SWITCH
+    )
+    breaker_threshold: int = setting(
+        5, "--breaker-threshold", "consecutive failures that open the circuit", INT
+    )
+    breaker_reset: float = setting(
+        5.0, "--breaker-reset", "how long the circuit stays open before a probe", SECONDS
+    )
 
     def __post_init__(self) -> None:
         if self.retries < 0:

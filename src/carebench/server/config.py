@@ -6,25 +6,51 @@ from dataclasses import dataclass
 
 from carebench.errors import ConfigError
 from carebench.registry import check_choice
+from carebench.server.servers import SERVERS
+from carebench.settings import INT, SECONDS, SWITCH, setting
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-SERVERS = ("uvicorn", "granian")
 
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Where to listen and how long a request and the shutdown drain may take (seconds)."""
 
-    host: str = "127.0.0.1"
-    port: int = 8080
-    request_timeout: float = 5.0
-    critical_timeout: float = 2.0
-    batch_timeout: float = 30.0
-    drain_timeout: float = 10.0
-    log_level: str = "warning"
-    quiet: bool = False
-    enable_profiling: bool = False
-    server: str = "uvicorn"
+    host: str = setting("127.0.0.1", "--host", "interface to listen on", forwarded=False)
+    port: int = setting(8080, "--port", "port; 0 = any free port", INT, forwarded=False)
+    request_timeout: float = setting(
+        5.0, "--request-timeout", "deadline of standard requests", SECONDS
+    )
+    critical_timeout: float = setting(
+        2.0, "--critical-timeout", "deadline of X-Request-Priority: critical requests", SECONDS
+    )
+    batch_timeout: float = setting(
+        30.0, "--batch-timeout", "deadline of X-Request-Priority: batch requests", SECONDS
+    )
+    drain_timeout: float = setting(
+        10.0,
+        "--drain-timeout",
+        "how long shutdown waits for accepted requests",
+        SECONDS,
+        forwarded=False,
+    )
+    log_level: str = setting(
+        "warning", "--log-level", "server log level", choices=LOG_LEVELS, forwarded=False
+    )
+    quiet: bool = setting(False, "--quiet", "no start-up banner", SWITCH, forwarded=False)
+    enable_profiling: bool = setting(
+        False,
+        "--enable-profiling",
+        "serve GET /debug/profile?seconds=N (loopback clients only)",
+        SWITCH,
+        forwarded=False,
+    )
+    server: str = setting(
+        "uvicorn",
+        "--server",
+        "HTTP server (granian needs the granian extra)",
+        choices=lambda: tuple(SERVERS),
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -38,7 +64,7 @@ class ServerConfig:
                 raise ConfigError(f"{flag} ({value:g}) must be > 0")
         if self.drain_timeout < 0:
             raise ConfigError(f"--drain-timeout ({self.drain_timeout:g}) must be >= 0")
-        check_choice("--server", "server", self.server, SERVERS)
+        SERVERS.check(self.server)
         check_choice("--log-level", "log level", self.log_level, LOG_LEVELS)
 
     @property

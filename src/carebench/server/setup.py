@@ -1,0 +1,31 @@
+"""Everything a server starts with: its own settings, the pattern's, the database's and the
+resilience wrappers'. A load test holds one and hands it to each server it starts as flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from carebench.backends.simulator import SimulatorConfig
+from carebench.patterns.base import PatternConfig
+from carebench.resilience.config import ResilienceConfig
+from carebench.server.config import ServerConfig
+from carebench.settings import as_flags, changed_flags
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSetup:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    patterns: PatternConfig = field(default_factory=PatternConfig)
+    database: SimulatorConfig = field(default_factory=SimulatorConfig)
+    resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
+
+    def _sections(self) -> tuple[object, ...]:
+        return (self.server, self.patterns, self.database, self.resilience)
+
+    def as_flags(self) -> list[str]:
+        """`carebench serve` arguments that recreate every forwarded setting."""
+        return [flag for section in self._sections() for flag in as_flags(section)]
+
+    def changed_flags(self) -> list[str]:
+        """The flags set to something other than their default."""
+        return [flag for section in self._sections() for flag in changed_flags(section)]
