@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
+from carebench.backends.base import BackendHealth, BackendStats
 from carebench.backends.records import synthetic_patient
 from carebench.errors import BackendError
 from carebench.models import Patient
@@ -47,11 +47,21 @@ class GatedBackend:
             await asyncio.sleep(0)
         raise AssertionError(f"only {self.active} of {count} queries reached the backend")
 
-    def health(self) -> dict[str, Any]:
-        return {"status": "healthy", "backend": self.name, "total_queries": len(self.calls)}
+    def health(self) -> BackendHealth:
+        return {
+            "status": "healthy",
+            "backend": self.name,
+            "total_queries": len(self.calls),
+            "total_errors": 0,
+        }
 
-    def stats(self) -> dict[str, Any]:
-        return {"backend": self.name, "total_queries": len(self.calls), "active_queries": 0}
+    def stats(self) -> BackendStats:
+        return {
+            "backend": self.name,
+            "total_queries": len(self.calls),
+            "total_errors": 0,
+            "active_queries": 0,
+        }
 
     async def close(self) -> None:
         self.release()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 
 from carebench.models import Patient
+from carebench.patterns.stats import PoolStats
 
 
 class PatientResponse(msgspec.Struct, gc=False):
@@ -51,7 +52,7 @@ class ResponseEncoder(Protocol):
 
     def encode_patient(self, patient: Patient, request_id: str) -> bytes: ...
 
-    def stats(self) -> dict[str, Any] | None: ...
+    def stats(self) -> PoolStats | None: ...
 
 
 class PlainResponseEncoder:

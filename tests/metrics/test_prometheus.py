@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from carebench.backends.base import BackendStats
 from carebench.metrics.prometheus import CarebenchCollector, build_registry, render
 from carebench.metrics.requests import LATENCY_BUCKETS, OUTCOMES, RequestMetrics
+from carebench.patterns.stats import PatternStats, PoolStats
 
-PATTERN_STATS: dict[str, Any] = {
+POOL: PoolStats = {"hits": 0, "misses": 1, "created": 1, "idle": 1, "hit_rate_percent": 0.0}
+PATTERN_STATS: PatternStats = {
+    "name": "optimized",
     "in_flight": 4,
     "queued": 7,
     "queue_capacity": 100,
     "workers": 20,
     "workers_busy": None,
-    "object_pool": {"hits": 9, "misses": 2},
+    "object_pool": {"jobs": POOL, "responses": POOL, "hits": 9, "misses": 2},
 }
-BACKEND_STATS: dict[str, Any] = {
+IDLE_PATTERN: PatternStats = {
+    "name": "naive",
+    "in_flight": 0,
+    "queued": 0,
+    "queue_capacity": None,
+    "workers": None,
+    "workers_busy": None,
+    "object_pool": None,
+}
+BACKEND_STATS: BackendStats = {
     "backend": "simulator",
     "total_queries": 120,
     "total_errors": 6,
@@ -29,7 +40,7 @@ BACKEND_STATS: dict[str, Any] = {
 }
 
 
-def scrape(metrics: RequestMetrics, pattern_stats: dict[str, Any] = PATTERN_STATS) -> list[Sample]:
+def scrape(metrics: RequestMetrics, pattern_stats: PatternStats = PATTERN_STATS) -> list[Sample]:
     collector = CarebenchCollector(metrics, lambda: pattern_stats, lambda: BACKEND_STATS)
     text = render(build_registry(collector)).decode()
     return [s for family in text_string_to_metric_families(text) for s in family.samples]
@@ -115,7 +126,7 @@ def test_object_pool_counters(samples: list[Sample]) -> None:
 
 def test_no_object_pool_counters_without_a_pool() -> None:
     """A pattern without an object pool exports no pool counters."""
-    samples = scrape(traffic(), pattern_stats={"in_flight": 0})
+    samples = scrape(traffic(), pattern_stats=IDLE_PATTERN)
 
     assert not [s for s in samples if s.name.startswith("carebench_object_pool")]
 
@@ -133,7 +144,7 @@ def test_backend_counters_and_gauges(samples: list[Sample]) -> None:
 def test_scrape_reflects_requests_recorded_after_registration() -> None:
     """Families are built at scrape time, so later requests show up in the next scrape."""
     metrics = RequestMetrics("naive")
-    collector = CarebenchCollector(metrics, dict, lambda: BACKEND_STATS)
+    collector = CarebenchCollector(metrics, lambda: IDLE_PATTERN, lambda: BACKEND_STATS)
     registry = build_registry(collector)
     render(registry)
 
@@ -146,7 +157,9 @@ def test_scrape_reflects_requests_recorded_after_registration() -> None:
 
 def test_limiter_and_resilience_families() -> None:
     """Adaptive-limit gauges (in seconds), limiter counters, retries and breaker state export."""
-    pattern_stats = {
+    pattern_stats: PatternStats = {
+        **IDLE_PATTERN,
+        "name": "adaptive",
         "in_flight": 3,
         "limit": 42,
         "min_rtt_ms": 50.0,
@@ -154,11 +167,16 @@ def test_limiter_and_resilience_families() -> None:
         "rejected_at_limit": 7,
         "tokens": 2.5,
     }
-    backend_stats = {
+    backend_stats: BackendStats = {
         "backend": "simulator",
+        "total_queries": 30,
+        "total_errors": 10,
         "retries": {"max": 2, "retried": 9, "gave_up": 1},
         "circuit_breaker": {
             "state": "open",
+            "consecutive_failures": 5,
+            "threshold": 5,
+            "reset_after_seconds": 5.0,
             "fast_failures": 4,
             "transitions": {"closed->open": 1},
         },

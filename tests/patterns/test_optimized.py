@@ -55,7 +55,6 @@ async def test_second_round_reuses_pooled_jobs() -> None:
     await pattern.shutdown(drain_timeout=1.0)
     assert pattern.jobs.created == created
     assert pattern.jobs.hits >= 20
-    assert (
-        pattern.stats()["object_pool"]["hits"]
-        == pattern.jobs.hits + pattern.response_encoder.pool.hits
-    )
+    pool = pattern.stats()["object_pool"]
+    assert pool is not None
+    assert pool["hits"] == pattern.jobs.hits + pattern.response_encoder.pool.hits

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import pytest
 
+from carebench.backends.base import BackendHealth, BackendStats
 from carebench.backends.records import synthetic_patient
 from carebench.clock import ManualClock
 from carebench.errors import BackendError, DeadlineExceeded, Rejected
@@ -33,11 +33,11 @@ class FlakyBackend:
             raise BackendError(f"injected failure {self.calls}")
         return synthetic_patient(patient_id)
 
-    def health(self) -> dict[str, Any]:
-        return {"status": "healthy", "backend": self.name}
+    def health(self) -> BackendHealth:
+        return {"status": "healthy", "backend": self.name, "total_queries": 0, "total_errors": 0}
 
-    def stats(self) -> dict[str, Any]:
-        return {"backend": self.name, "total_queries": self.calls}
+    def stats(self) -> BackendStats:
+        return {"backend": self.name, "total_queries": self.calls, "total_errors": 0}
 
     async def close(self) -> None:
         self.closed = True
@@ -242,6 +242,7 @@ async def test_stats_merge_retry_counters_with_the_inner_backend(
     assert backend.stats() == {
         "backend": "flaky",
         "total_queries": 3,
+        "total_errors": 0,
         "retries": {"max": 1, "retried": 1, "gave_up": 1},
     }
 

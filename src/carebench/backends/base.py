@@ -2,10 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
 from carebench.models import Patient
 from carebench.registry import Registry
+
+
+class BackendHealth(TypedDict):
+    """`/health`'s view of the backend, from counters only."""
+
+    status: str
+    backend: str
+    total_queries: int
+    total_errors: int
+    profile: NotRequired[str]
+    #: The circuit breaker's state, when one guards the backend.
+    circuit_breaker: NotRequired[str]
+
+
+class RetryStats(TypedDict):
+    max: int
+    retried: int
+    gave_up: int
+
+
+class BreakerStats(TypedDict):
+    state: str
+    consecutive_failures: int
+    threshold: int
+    reset_after_seconds: float
+    fast_failures: int
+    #: "closed->open" etc. -> how often.
+    transitions: dict[str, int]
+
+
+class BackendStats(TypedDict):
+    """A backend's counters and capacity state for /metrics. The simulator's capacity model
+    fills the pool fields; the resilience wrappers add `retries` and `circuit_breaker`."""
+
+    backend: str
+    total_queries: int
+    total_errors: int
+    profile: NotRequired[str]
+    pool_exhausted: NotRequired[int]
+    active_queries: NotRequired[int]
+    peak_active_queries: NotRequired[int]
+    waiting_for_connection: NotRequired[int]
+    pool_size: NotRequired[int | None]
+    retries: NotRequired[RetryStats]
+    circuit_breaker: NotRequired[BreakerStats]
 
 
 @runtime_checkable
@@ -22,11 +67,11 @@ class Backend(Protocol):
         """
         ...
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> BackendHealth:
         """Health without running a query (so it cannot fail at random)."""
         ...
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> BackendStats:
         """Counters and state for /metrics."""
         ...
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+
+from carebench.limits.base import LimitStats
 
 
 @dataclass(slots=True)
@@ -34,5 +35,5 @@ class AimdLimit:
             self._limit = min(self.max_limit, self._limit + 1)
         return self._limit
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> LimitStats:
         return {"algorithm": self.name, "limit": self._limit}

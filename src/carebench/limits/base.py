@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import NotRequired, Protocol, TypedDict
 
 from carebench.registry import Registry
+
+
+class LimitStats(TypedDict):
+    """An algorithm's state; the round-trip times are those it tracks (None: not yet known)."""
+
+    algorithm: str
+    limit: int
+    min_rtt_ms: NotRequired[float | None]
+    sample_rtt_ms: NotRequired[float]
+    long_rtt_ms: NotRequired[float]
 
 
 class LimitAlgorithm(Protocol):
@@ -23,7 +33,7 @@ class LimitAlgorithm(Protocol):
         new limit."""
         ...
 
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> LimitStats: ...
 
 
 LIMIT_ALGORITHMS = Registry(

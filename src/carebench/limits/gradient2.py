@@ -5,7 +5,8 @@ allowance when they agree."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from carebench.limits.base import LimitStats
 
 
 @dataclass(slots=True)
@@ -60,7 +61,7 @@ class Gradient2Limit:
         self._estimate = max(float(self.min_limit), min(float(self.max_limit), new_limit))
         return self.limit
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> LimitStats:
         return {
             "algorithm": self.name,
             "limit": self.limit,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+
+from carebench.limits.base import LimitStats
 
 
 def _log10(limit: float) -> float:
@@ -76,7 +77,7 @@ class VegasLimit:
         target = max(1.0, min(float(self.max_limit), target))
         self._estimate = (1 - self.smoothing) * self._estimate + self.smoothing * target
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> LimitStats:
         return {
             "algorithm": self.name,
             "limit": self.limit,

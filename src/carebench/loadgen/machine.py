@@ -6,9 +6,21 @@ import datetime as dt
 import os
 import platform
 from importlib import metadata
-from typing import Any
+from typing import TypedDict
 
 KEY_PACKAGES = ("uvicorn", "uvloop", "httptools", "msgspec", "hdrhistogram", "prometheus-client")
+
+
+class MachineDescription(TypedDict):
+    cpu_model: str
+    cores: int | None
+    memory_bytes: int | None
+    os: str
+    python: str
+    #: Distribution name -> version, or "not installed".
+    packages: dict[str, str]
+    #: When the description was taken (as a run starts), ISO 8601 in UTC.
+    date: str
 
 
 def cpu_model() -> str:
@@ -39,7 +51,7 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def describe_machine() -> dict[str, Any]:
+def describe_machine() -> MachineDescription:
     """CPU model, core count, RAM, OS, Python and key package versions, and the date."""
     return {
         "cpu_model": cpu_model(),

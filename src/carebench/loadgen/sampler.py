@@ -4,31 +4,64 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypedDict
 
 import msgspec
 
+from carebench.backends.base import BackendStats
 from carebench.loadgen.client import HttpConnection
+from carebench.metrics.document import MetricsDocument
 from carebench.metrics.process import rss_bytes
+from carebench.patterns.stats import PatternStats
 
 SAMPLE_INTERVAL = 0.25
+StateField = Literal["in_flight", "queued", "workers_busy", "limit"]
 #: The pattern-state fields worth plotting next to the client's view.
-STATE_FIELDS = ("in_flight", "queued", "workers_busy", "limit")
+STATE_FIELDS: tuple[StateField, ...] = ("in_flight", "queued", "workers_busy", "limit")
 
 
-def sample_from_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The interesting part of a /metrics document (missing fields are simply absent)."""
-    state = metrics.get("pattern_state") or {}
-    sample = {key: state[key] for key in STATE_FIELDS if state.get(key) is not None}
-    process = metrics.get("process") or {}
-    if "rss_bytes" in process:
-        sample["rss_bytes"] = process["rss_bytes"]
-    backend = metrics.get("backend") or {}
-    if "active_queries" in backend:
+class StateSample(TypedDict, total=False):
+    """The server's state at one moment; a field the server does not report is absent."""
+
+    in_flight: int
+    queued: int
+    workers_busy: int
+    limit: int
+    rss_bytes: int
+    #: The backend's queries in progress.
+    db_active: int
+
+
+class ServerSample(StateSample):
+    """A state sample and when it was taken (seconds since measuring began)."""
+
+    t: float
+
+
+def sample_state(
+    pattern: PatternStats, backend: BackendStats | None, rss: int | None
+) -> StateSample:
+    """The fields of the server's state worth plotting (missing ones are simply absent)."""
+    sample: StateSample = {}
+    for key in STATE_FIELDS:
+        value = pattern.get(key)
+        if value is not None:
+            sample[key] = value
+    if rss is not None:
+        sample["rss_bytes"] = rss
+    if backend is not None and "active_queries" in backend:
         sample["db_active"] = backend["active_queries"]
     return sample
+
+
+def sample_from_metrics(metrics: MetricsDocument) -> StateSample:
+    """The interesting part of a /metrics document."""
+    return sample_state(
+        metrics["pattern_state"], metrics["backend"], metrics["process"]["rss_bytes"]
+    )
 
 
 class Sampler:
@@ -36,7 +69,7 @@ class Sampler:
 
     def __init__(
         self,
-        probe: Callable[[], Any],
+        probe: Callable[[], StateSample | Awaitable[StateSample]],
         started: float,
         interval: float = SAMPLE_INTERVAL,
         clock: Callable[[], float] = time.perf_counter,
@@ -45,7 +78,7 @@ class Sampler:
         self._started = started
         self._interval = interval
         self._clock = clock
-        self.samples: list[dict[str, Any]] = []
+        self.samples: list[ServerSample] = []
         self.failures = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -62,13 +95,11 @@ class Sampler:
         while True:
             try:
                 value = self._probe()
-                if asyncio.iscoroutine(value):
-                    value = await value
+                state = await value if inspect.isawaitable(value) else value
             except (OSError, ValueError, msgspec.DecodeError):
                 self.failures += 1
             else:
-                sample = {"t": round(self._clock() - self._started, 3), **value}
-                self.samples.append(sample)
+                self.samples.append({"t": round(self._clock() - self._started, 3), **state})
             await asyncio.sleep(self._interval)
 
 
@@ -79,25 +110,25 @@ class HttpMetricsProbe:
         self._host, self._port, self._path = host, port, base_path + "/metrics"
         self._connection: HttpConnection | None = None
 
-    async def __call__(self) -> dict[str, Any]:
+    async def __call__(self) -> StateSample:
         if self._connection is None or self._connection.closed:
             self._connection = await HttpConnection.open(self._host, self._port)
         response = await self._connection.get(self._path)
         if response.status != 200:
             raise ValueError(f"/metrics answered {response.status}")
-        return sample_from_metrics(msgspec.json.decode(response.body))
+        # Our own server's /metrics (a --target is trusted to be one too).
+        document: MetricsDocument = msgspec.json.decode(response.body)
+        return sample_from_metrics(document)
 
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
 
 
-def in_process_probe(pattern_stats: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+def in_process_probe(pattern_stats: Callable[[], PatternStats]) -> Callable[[], StateSample]:
     """Samples a pattern running in this process."""
 
-    def probe() -> dict[str, Any]:
-        return sample_from_metrics(
-            {"pattern_state": pattern_stats(), "process": {"rss_bytes": rss_bytes()}}
-        )
+    def probe() -> StateSample:
+        return sample_state(pattern_stats(), None, rss_bytes())
 
     return probe

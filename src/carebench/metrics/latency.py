@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypedDict
 
 from hdrh.histogram import HdrHistogram
 
@@ -13,6 +13,33 @@ HIGHEST_US = 60_000_000
 SIGNIFICANT_FIGURES = 3
 #: The percentiles every summary reports.
 SUMMARY_PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+
+class LatencySummary(TypedDict):
+    """A latency distribution in milliseconds (all zeros when nothing was recorded)."""
+
+    min: float
+    mean: float
+    median: float
+    p90: float
+    p95: float
+    p99: float
+    p99_9: float
+    max: float
+    stddev: float
+
+
+EMPTY_SUMMARY = LatencySummary(
+    min=0.0, mean=0.0, median=0.0, p90=0.0, p95=0.0, p99=0.0, p99_9=0.0, max=0.0, stddev=0.0
+)
+
+
+class SpectrumPoint(TypedDict):
+    """One step of HdrHistogram's percentile spectrum: `count` values are <= `value_ms`."""
+
+    percentile: float
+    value_ms: float
+    count: int
 
 
 class LatencyRecorder:
@@ -72,12 +99,11 @@ class LatencyRecorder:
     def percentile_ms(self, percentile: float) -> float:
         return float(self._histogram.get_value_at_percentile(percentile)) / 1000.0
 
-    def summary_ms(self) -> dict[str, float]:
+    def summary_ms(self) -> LatencySummary:
         """min, mean, median, p90, p95, p99, p99.9 and max in milliseconds (zeros when empty)."""
         h = self._histogram
         if self.count == 0:
-            keys = ("min", "mean", "median", "p90", "p95", "p99", "p99_9", "max", "stddev")
-            return dict.fromkeys(keys, 0.0)
+            return EMPTY_SUMMARY.copy()
         # One pass over the counts for all percentiles (hdrh walks them in Python).
         values = h.get_percentile_to_value_dict(list(SUMMARY_PERCENTILES))
         p50, p90, p95, p99, p999 = (values[p] / 1000.0 for p in SUMMARY_PERCENTILES)
@@ -102,7 +128,7 @@ class LatencyRecorder:
         mean = self._mean_us()
         return math.sqrt(max(0.0, self._sum_squares / self.count - mean * mean))
 
-    def spectrum_ms(self, ticks_per_half_distance: int = 5) -> list[dict[str, float]]:
+    def spectrum_ms(self, ticks_per_half_distance: int = 5) -> list[SpectrumPoint]:
         """The full percentile spectrum (HdrHistogram's percentile iterator), in milliseconds."""
         if self.count == 0:
             return []

@@ -5,9 +5,16 @@ from __future__ import annotations
 import gc
 import os
 import resource
-from typing import Any
+from typing import TypedDict
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class ProcessStats(TypedDict):
+    rss_bytes: int
+    peak_rss_bytes: int
+    #: Collections so far in each of the garbage collector's generations.
+    gc_collections: list[int]
 
 
 def rss_bytes() -> int:
@@ -19,7 +26,7 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def process_stats() -> dict[str, Any]:
+def process_stats() -> ProcessStats:
     """RSS, peak RSS and GC collections per generation."""
     return {
         "rss_bytes": rss_bytes(),

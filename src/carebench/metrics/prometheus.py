@@ -8,7 +8,7 @@ them (plus its standard process and GC collectors).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Literal
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -24,7 +24,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from carebench.backends.base import BackendStats, BreakerStats
 from carebench.metrics.requests import OUTCOMES, RequestMetrics
+from carebench.patterns.stats import PatternStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -48,6 +50,15 @@ PATTERN_COUNTERS = {
     "expired_in_queue": "Requests whose deadline passed while queued",
     "skipped_client_gone": "Queued requests skipped because the client left",
 }
+BACKEND_COUNTERS: tuple[Literal["total_queries", "total_errors", "pool_exhausted"], ...] = (
+    "total_queries",
+    "total_errors",
+    "pool_exhausted",
+)
+BACKEND_GAUGES: tuple[Literal["active_queries", "waiting_for_connection"], ...] = (
+    "active_queries",
+    "waiting_for_connection",
+)
 BREAKER_STATES = ("closed", "half_open", "open")
 
 
@@ -70,8 +81,8 @@ class CarebenchCollector(Collector):
     def __init__(
         self,
         metrics: RequestMetrics,
-        pattern_stats: Callable[[], dict[str, Any]],
-        backend_stats: Callable[[], dict[str, Any]],
+        pattern_stats: Callable[[], PatternStats],
+        backend_stats: Callable[[], BackendStats],
     ) -> None:
         self._metrics = metrics
         self._pattern_stats = pattern_stats
@@ -99,36 +110,40 @@ class CarebenchCollector(Collector):
         yield requests
         yield duration
 
-    def _pattern_families(self, stats: dict[str, Any]) -> Iterator[Metric]:
+    def _pattern_families(self, stats: PatternStats) -> Iterator[Metric]:
         labels = {"pattern": self._metrics.pattern}
         for key, (name, help_text, scale) in PATTERN_GAUGES.items():
-            if stats.get(key) is not None:
-                value = float(stats[key]) * scale
-                yield _family(GaugeMetricFamily, f"carebench_{name}", help_text, labels, value)
+            value = stats.get(key)
+            if isinstance(value, int | float):
+                scaled = float(value) * scale
+                yield _family(GaugeMetricFamily, f"carebench_{name}", help_text, labels, scaled)
         for key, help_text in PATTERN_COUNTERS.items():
-            if stats.get(key) is not None:
+            count = stats.get(key)
+            if isinstance(count, int):
                 name = f"carebench_{key}"
-                yield _family(CounterMetricFamily, name, help_text, labels, stats[key])
-        pool = stats.get("object_pool")
+                yield _family(CounterMetricFamily, name, help_text, labels, count)
+        pool = stats["object_pool"]
         if pool:
             for field in ("hits", "misses"):
                 name, help_text = f"carebench_object_pool_{field}", f"Object pool {field}"
                 yield _family(CounterMetricFamily, name, help_text, labels, pool[field])
 
-    def _backend_families(self, stats: dict[str, Any]) -> Iterator[Metric]:
-        labels = {"backend": str(stats.get("backend", "unknown"))}
-        for key in ("total_queries", "total_errors", "pool_exhausted"):
-            if key in stats:
+    def _backend_families(self, stats: BackendStats) -> Iterator[Metric]:
+        labels = {"backend": stats["backend"]}
+        for key in BACKEND_COUNTERS:
+            count = stats.get(key)
+            if count is not None:
                 name = key.removeprefix("total_")
                 help_text = f"Backend {name.replace('_', ' ')}"
                 yield _family(
-                    CounterMetricFamily, f"carebench_backend_{name}", help_text, labels, stats[key]
+                    CounterMetricFamily, f"carebench_backend_{name}", help_text, labels, count
                 )
-        for key in ("active_queries", "waiting_for_connection"):
-            if key in stats:
-                help_text = f"Backend {key.replace('_', ' ')}"
+        for gauge in BACKEND_GAUGES:
+            value = stats.get(gauge)
+            if value is not None:
+                help_text = f"Backend {gauge.replace('_', ' ')}"
                 yield _family(
-                    GaugeMetricFamily, f"carebench_backend_{key}", help_text, labels, stats[key]
+                    GaugeMetricFamily, f"carebench_backend_{gauge}", help_text, labels, value
                 )
         if "retries" in stats:
             retried = stats["retries"]["retried"]
@@ -137,9 +152,7 @@ class CarebenchCollector(Collector):
         if "circuit_breaker" in stats:
             yield from self._breaker_families(stats["circuit_breaker"], labels)
 
-    def _breaker_families(
-        self, breaker: dict[str, Any], labels: dict[str, str]
-    ) -> Iterator[Metric]:
+    def _breaker_families(self, breaker: BreakerStats, labels: dict[str, str]) -> Iterator[Metric]:
         state = GaugeMetricFamily(
             "carebench_circuit_state",
             "1 for the circuit breaker's current state",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from typing import Any
 
+from carebench.metrics.document import RequestSnapshot
 from carebench.metrics.latency import LatencyRecorder
 
 #: Every way a patient request can end. Each request is counted under exactly one.
@@ -55,7 +55,7 @@ class RequestMetrics:
     def uptime(self) -> float:
         return self._clock() - self._started
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> RequestSnapshot:
         """The reference's metrics fields (a superset), computed from the recorders."""
         total = self.total
         duration = self.uptime()

@@ -9,8 +9,6 @@ the limit rises while latency stays flat and falls when latency inflates or erro
 
 from __future__ import annotations
 
-from typing import Any
-
 from carebench.backends.base import Backend
 from carebench.clock import Clock, MonotonicClock
 from carebench.errors import BackendError, DeadlineExceeded, Rejected
@@ -18,6 +16,7 @@ from carebench.limits.base import create_limit
 from carebench.models import Patient, Query
 from carebench.patterns.base import PatternConfig, check_admissible, query_backend
 from carebench.patterns.inflight import InFlight
+from carebench.patterns.stats import PatternStats
 from carebench.responses import PlainResponseEncoder, ResponseEncoder
 
 
@@ -76,7 +75,7 @@ class AdaptivePattern:
             self.min_rtt = rtt
         self.algorithm.on_sample(rtt, in_flight, dropped)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> PatternStats:
         return {
             "name": self.name,
             "in_flight": self._in_flight.count,

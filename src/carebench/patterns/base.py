@@ -12,6 +12,7 @@ from carebench.clock import Clock, MonotonicClock
 from carebench.errors import ConfigError, DeadlineExceeded, Rejected
 from carebench.limits.base import LIMIT_ALGORITHMS
 from carebench.models import Patient, Query
+from carebench.patterns.stats import PatternStats
 from carebench.registry import Registry
 from carebench.responses import ResponseEncoder
 from carebench.settings import FLOAT, INT, SECONDS, setting
@@ -83,7 +84,7 @@ class Pattern(Protocol):
 
     async def submit(self, query: Query) -> Patient: ...
 
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> PatternStats: ...
 
     async def shutdown(self, drain_timeout: float) -> None:
         """Stop admitting, let admitted work finish within `drain_timeout`, stop workers."""

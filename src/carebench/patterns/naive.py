@@ -8,12 +8,12 @@ the HTTP handler awaits the task it spawned.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from carebench.backends.base import Backend
 from carebench.clock import Clock
 from carebench.models import Patient, Query
 from carebench.patterns.base import PatternConfig, check_admissible, within_deadline
+from carebench.patterns.stats import PatternStats
 from carebench.responses import PlainResponseEncoder
 
 
@@ -51,7 +51,7 @@ class NaivePattern:
         self.peak_in_flight = max(self.peak_in_flight, len(self._tasks))
         return await within_deadline(task, query.deadline)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> PatternStats:
         return {
             "name": self.name,
             "in_flight": len(self._tasks),

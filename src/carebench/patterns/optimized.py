@@ -12,13 +12,13 @@ Two pools, both scrubbed on release:
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from carebench.backends.base import Backend
 from carebench.clock import Clock
 from carebench.models import Patient, Query
 from carebench.patterns.base import PatternConfig
 from carebench.patterns.pooling import ObjectPool, PooledResponseEncoder
+from carebench.patterns.stats import PatternStats
 from carebench.patterns.workerpool import Job, WorkerPoolPattern
 
 
@@ -49,7 +49,7 @@ class OptimizedPattern(WorkerPoolPattern):
         if job.holders == 0:
             self.jobs.release(job)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> PatternStats:
         stats = super().stats()
         stats["object_pool"] = {
             "jobs": self.jobs.stats(),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import msgspec
 
 from carebench.models import Patient
+from carebench.patterns.stats import PoolStats
 from carebench.responses import PatientResponse, utc_timestamp
 
 T = TypeVar("T")
@@ -46,7 +47,7 @@ class ObjectPool(Generic[T]):
     def idle(self) -> int:
         return len(self._free)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> PoolStats:
         acquired = self.hits + self.misses
         return {
             "hits": self.hits,
@@ -116,5 +117,5 @@ class PooledResponseEncoder:
         finally:
             self.pool.release(slot)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> PoolStats:
         return self.pool.stats()

@@ -7,8 +7,6 @@ requests still pile up on it. That contrast with the concurrency limits is the p
 
 from __future__ import annotations
 
-from typing import Any
-
 from carebench.backends.base import Backend
 from carebench.clock import Clock, MonotonicClock
 from carebench.errors import RateLimited
@@ -16,6 +14,7 @@ from carebench.limits.token_bucket import TokenBucket
 from carebench.models import Patient, Query
 from carebench.patterns.base import PatternConfig, check_admissible, query_backend
 from carebench.patterns.inflight import InFlight
+from carebench.patterns.stats import PatternStats
 from carebench.responses import PlainResponseEncoder, ResponseEncoder
 
 
@@ -57,7 +56,7 @@ class RateLimitPattern:
         finally:
             self._in_flight.exit()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> PatternStats:
         return {
             "name": self.name,
             "in_flight": self._in_flight.count,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
 
 from carebench.backends.base import Backend
 from carebench.clock import Clock
@@ -17,6 +16,7 @@ from carebench.errors import Rejected
 from carebench.models import Patient, Query
 from carebench.patterns.base import PatternConfig, check_admissible, query_backend
 from carebench.patterns.inflight import InFlight
+from carebench.patterns.stats import PatternStats
 from carebench.responses import PlainResponseEncoder, ResponseEncoder
 
 
@@ -92,7 +92,7 @@ class SemaphorePattern:
                 return
         self._in_flight.exit()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> PatternStats:
         return {
             "name": self.name,
             "in_flight": self._in_flight.count,

@@ -14,7 +14,6 @@ import contextlib
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 from carebench.backends.base import Backend
 from carebench.clock import Clock
@@ -27,6 +26,7 @@ from carebench.patterns.base import (
     query_backend,
 )
 from carebench.patterns.priority import ClassQueue
+from carebench.patterns.stats import PatternStats
 from carebench.responses import PlainResponseEncoder, ResponseEncoder
 
 #: Weight of the newest sample in the service-time average behind Retry-After.
@@ -173,7 +173,7 @@ class WorkerPoolPattern:
     def _release(self, job: Job) -> None:
         job.holders -= 1
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> PatternStats:
         return {
             "name": self.name,
             "in_flight": self._busy + len(self._queue),

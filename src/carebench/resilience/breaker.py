@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
 
-from carebench.backends.base import Backend
+from carebench.backends.base import Backend, BackendHealth, BackendStats, BreakerStats
 from carebench.clock import Clock, MonotonicClock
 from carebench.errors import BackendError, Rejected
 from carebench.models import Patient
@@ -92,7 +91,7 @@ class CircuitBreaker:
         self.transitions[key] = self.transitions.get(key, 0) + 1
         self.state = state
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> BreakerStats:
         return {
             "state": self.state,
             "consecutive_failures": self._failures,
@@ -140,13 +139,13 @@ class BreakerBackend:
         else:
             self.breaker.release(ticket)
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> BackendHealth:
         health = self._inner.health()
         if self.breaker.state != CLOSED:
             health = {**health, "status": "degraded"}
         return {**health, "circuit_breaker": self.breaker.state}
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> BackendStats:
         return {**self._inner.stats(), "circuit_breaker": self.breaker.stats()}
 
     async def close(self) -> None:

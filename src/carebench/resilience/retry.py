@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.stop import stop_base
 from tenacity.wait import wait_random_exponential
 
-from carebench.backends.base import Backend
+from carebench.backends.base import Backend, BackendHealth, BackendStats
 from carebench.clock import Clock, MonotonicClock
 from carebench.errors import BackendError
 from carebench.models import Patient
@@ -73,10 +72,10 @@ class RetryingBackend:
     def _count_retry(self, retry_state: RetryCallState) -> None:
         self.retried += 1
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> BackendHealth:
         return self._inner.health()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> BackendStats:
         return {
             **self._inner.stats(),
             "retries": {"max": self.retries, "retried": self.retried, "gave_up": self.gave_up},

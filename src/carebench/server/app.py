@@ -11,11 +11,11 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from carebench import __version__
 from carebench.backends.base import Backend
 from carebench.errors import BackendError, ClientGone, DeadlineExceeded, RateLimited, Rejected
+from carebench.metrics.document import MetricsDocument
 from carebench.metrics.process import process_stats
 from carebench.metrics.prometheus import CONTENT_TYPE, CarebenchCollector, build_registry, render
 from carebench.metrics.requests import RequestMetrics
@@ -198,13 +198,14 @@ class CareBenchApp:
         else:
             await _error(send, 400, f"unknown format {fmt!r}: use json or prometheus", request_id)
 
-    def metrics_snapshot(self) -> dict[str, Any]:
+    def metrics_snapshot(self) -> MetricsDocument:
         """The JSON /metrics document: reference fields plus pattern, backend, process state."""
-        snapshot = self.metrics.snapshot()
-        snapshot["pattern_state"] = self.pattern.stats()
-        snapshot["backend"] = self.backend.stats()
-        snapshot["process"] = process_stats()
-        return snapshot
+        return {
+            **self.metrics.snapshot(),
+            "pattern_state": self.pattern.stats(),
+            "backend": self.backend.stats(),
+            "process": process_stats(),
+        }
 
     async def _profile(self, scope: Scope, receive: Receive, send: Send) -> None:
         from carebench.server.profiling import ProfileRequestError

@@ -1,0 +1,60 @@
+"""The shape of a pattern's `stats()`: the `pattern_state` of /metrics and of in-process runs.
+
+One shape for every pattern, so /metrics, the Prometheus collector and the load generator's
+sampler read the same keys. Keys only some patterns have are `NotRequired`.
+"""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+from carebench.limits.base import LimitStats
+
+
+class PoolStats(TypedDict):
+    """One object pool's accounting: a hit reused a released object, a miss made one."""
+
+    hits: int
+    misses: int
+    created: int
+    idle: int
+    hit_rate_percent: float
+
+
+class ObjectPoolReport(TypedDict):
+    """The optimized pattern's pools (jobs, response slots) and their totals."""
+
+    jobs: PoolStats
+    responses: PoolStats
+    hits: int
+    misses: int
+
+
+class PatternStats(TypedDict):
+    """What a pattern admits, queues and refuses right now, and its counters so far."""
+
+    name: str
+    in_flight: int
+    queued: int
+    #: None where the pattern has no queue, no workers or no object pool.
+    queue_capacity: int | None
+    workers: int | None
+    workers_busy: int | None
+    object_pool: ObjectPoolReport | None
+    peak_in_flight: NotRequired[int]
+    #: Concurrency limit (semaphore: fixed; adaptive: the algorithm's current one).
+    limit: NotRequired[int]
+    rejected_at_limit: NotRequired[int]
+    waited_for_permit: NotRequired[int]
+    queued_by_priority: NotRequired[dict[str, int]]
+    shed_for_priority: NotRequired[int]
+    rejected_queue_full: NotRequired[int]
+    expired_in_queue: NotRequired[int]
+    skipped_client_gone: NotRequired[int]
+    rate_limit_per_second: NotRequired[float]
+    burst: NotRequired[int]
+    tokens: NotRequired[float]
+    rate_limited: NotRequired[int]
+    min_rtt_ms: NotRequired[float]
+    sample_rtt_ms: NotRequired[float]
+    algorithm: NotRequired[LimitStats]
