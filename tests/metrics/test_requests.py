@@ -7,8 +7,8 @@ import pytest
 from carebench.metrics.requests import OUTCOMES, RequestMetrics
 
 
-class FakeClock:
-    """A clock the test moves by hand."""
+class FakeUptimeSource:
+    """A monotonic seconds source the test moves by hand."""
 
     def __init__(self, now: float = 100.0) -> None:
         self.now = now
@@ -17,9 +17,9 @@ class FakeClock:
         return self.now
 
 
-def filled_metrics(clock: FakeClock | None = None) -> RequestMetrics:
+def filled_metrics(uptime_source: FakeUptimeSource | None = None) -> RequestMetrics:
     """6 success, 2 error, 1 rejected, 1 timeout: 10 requests."""
-    metrics = RequestMetrics("workerpool", clock=clock or FakeClock())
+    metrics = RequestMetrics("workerpool", uptime_source=uptime_source or FakeUptimeSource())
     for _ in range(6):
         metrics.record("success", 0.06, 200)
     metrics.record("error", 0.07, 500)
@@ -52,7 +52,7 @@ def test_rates_are_percentages_of_total() -> None:
 
 def test_rates_are_zero_without_requests() -> None:
     """With no requests the rates are 0 rather than a division error."""
-    snapshot = RequestMetrics("naive", clock=FakeClock()).snapshot()
+    snapshot = RequestMetrics("naive", uptime_source=FakeUptimeSource()).snapshot()
 
     assert snapshot["total_requests"] == 0
     assert snapshot["error_rate_percent"] == 0.0
@@ -73,11 +73,11 @@ def test_status_codes_are_counted() -> None:
     ]
 
 
-def test_uptime_follows_the_injected_clock() -> None:
-    """uptime is the clock's advance since creation, and drives requests_per_second."""
-    clock = FakeClock(100.0)
-    metrics = filled_metrics(clock)
-    clock.now += 4.0
+def test_uptime_follows_the_injected_uptime_source() -> None:
+    """uptime is the source's advance since creation, and drives requests_per_second."""
+    uptime_source = FakeUptimeSource(100.0)
+    metrics = filled_metrics(uptime_source)
+    uptime_source.now += 4.0
 
     snapshot = metrics.snapshot()
 
@@ -88,9 +88,9 @@ def test_uptime_follows_the_injected_clock() -> None:
 
 def test_snapshot_has_the_reference_fields() -> None:
     """The snapshot carries the reference's field names with consistent values."""
-    clock = FakeClock()
-    metrics = filled_metrics(clock)
-    clock.now += 1.0
+    uptime_source = FakeUptimeSource()
+    metrics = filled_metrics(uptime_source)
+    uptime_source.now += 1.0
 
     snapshot = metrics.snapshot()
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from carebench.clock import ManualClock
+from carebench.loop_clock import ManualLoopClock
 from carebench.models import Query
 from carebench.patterns.base import (
     Pattern,
@@ -20,8 +20,8 @@ from tests.fakes import GatedBackend
 
 WORKERS = 2
 QUEUE_SIZE = 3
-#: Small limits so every bounded pattern fills up quickly; the clock stays frozen, so a token
-#: bucket does not refill during a test.
+#: Small limits so every bounded pattern fills up quickly; the ManualLoopClock stays frozen,
+#: so a token bucket does not refill during a test (deadlines still run on the real loop).
 CONFIG = PatternConfig(workers=WORKERS, queue_size=QUEUE_SIZE, limit=WORKERS, burst=4)
 
 
@@ -37,7 +37,7 @@ QUEUEING = [name for name in pattern_names() if getattr(pattern_class(name), "qu
 @pytest.fixture(params=QUEUEING)
 async def queueing(request: pytest.FixtureRequest, backend: GatedBackend) -> AsyncIterator[Pattern]:
     """Each pattern that holds requests in a queue in front of its workers."""
-    built = create_pattern(request.param, backend, CONFIG, ManualClock())
+    built = create_pattern(request.param, backend, CONFIG, ManualLoopClock())
     await built.start()
     yield built
     backend.release()
@@ -51,7 +51,7 @@ def backend() -> GatedBackend:
 
 @pytest.fixture
 async def pattern(pattern_name: str, backend: GatedBackend) -> AsyncIterator[Pattern]:
-    built = create_pattern(pattern_name, backend, CONFIG, ManualClock())
+    built = create_pattern(pattern_name, backend, CONFIG, ManualLoopClock())
     await built.start()
     yield built
     backend.release()

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from carebench.clock import ManualClock
 from carebench.errors import Rejected
+from carebench.loop_clock import ManualLoopClock
 from carebench.patterns.adaptive import AdaptivePattern
 from carebench.patterns.base import PatternConfig
 from tests.fakes import GatedBackend
@@ -15,7 +15,11 @@ from tests.patterns.conftest import query
 
 
 async def run_round(
-    pattern: AdaptivePattern, backend: GatedBackend, clock: ManualClock, rtt: float, fail: bool
+    pattern: AdaptivePattern,
+    backend: GatedBackend,
+    loop_clock: ManualLoopClock,
+    rtt: float,
+    fail: bool,
 ) -> None:
     """`limit` concurrent requests that all take `rtt` on the manual clock."""
     backend.gate = asyncio.Event()
@@ -23,24 +27,24 @@ async def run_round(
     backend.fail_ids = set(ids) if fail else set()
     tasks = [asyncio.create_task(pattern.submit(query(pid))) for pid in ids]
     await backend.wait_active(len(ids))
-    clock.advance(rtt)
+    loop_clock.advance(rtt)
     backend.release()
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def adaptive(algorithm: str) -> tuple[AdaptivePattern, GatedBackend, ManualClock]:
-    clock, backend = ManualClock(), GatedBackend()
+def adaptive(algorithm: str) -> tuple[AdaptivePattern, GatedBackend, ManualLoopClock]:
+    loop_clock, backend = ManualLoopClock(), GatedBackend()
     config = PatternConfig(limit_algorithm=algorithm)
-    return AdaptivePattern(backend, config, clock), backend, clock
+    return AdaptivePattern(backend, config, loop_clock), backend, loop_clock
 
 
 @pytest.mark.parametrize("algorithm", ["gradient2", "aimd", "vegas"])
 async def test_limit_rises_while_latency_stays_flat(algorithm: str) -> None:
     """A fully used limit with flat latency grows."""
-    pattern, backend, clock = adaptive(algorithm)
+    pattern, backend, loop_clock = adaptive(algorithm)
     start = pattern.limit
     for _ in range(15):
-        await run_round(pattern, backend, clock, 0.05, fail=False)
+        await run_round(pattern, backend, loop_clock, 0.05, fail=False)
     assert pattern.limit > start
     assert pattern.stats()["min_rtt_ms"] == pytest.approx(50.0)
 
@@ -48,11 +52,11 @@ async def test_limit_rises_while_latency_stays_flat(algorithm: str) -> None:
 @pytest.mark.parametrize("algorithm", ["gradient2", "vegas"])
 async def test_limit_falls_when_latency_inflates(algorithm: str) -> None:
     """After learning a flat RTT, a 10x slower backend shrinks the limit at once."""
-    pattern, backend, clock = adaptive(algorithm)
+    pattern, backend, loop_clock = adaptive(algorithm)
     for _ in range(15):
-        await run_round(pattern, backend, clock, 0.05, fail=False)
+        await run_round(pattern, backend, loop_clock, 0.05, fail=False)
     grown = pattern.limit
-    await run_round(pattern, backend, clock, 0.5, fail=False)
+    await run_round(pattern, backend, loop_clock, 0.5, fail=False)
     assert pattern.limit < grown / 2
     assert pattern.stats()["sample_rtt_ms"] == pytest.approx(500.0)
 
@@ -60,11 +64,11 @@ async def test_limit_falls_when_latency_inflates(algorithm: str) -> None:
 @pytest.mark.parametrize("algorithm", ["aimd", "vegas"])
 async def test_limit_falls_when_errors_rise(algorithm: str) -> None:
     """Failing queries count as drops and shrink the limit."""
-    pattern, backend, clock = adaptive(algorithm)
+    pattern, backend, loop_clock = adaptive(algorithm)
     for _ in range(15):
-        await run_round(pattern, backend, clock, 0.05, fail=False)
+        await run_round(pattern, backend, loop_clock, 0.05, fail=False)
     grown = pattern.limit
-    await run_round(pattern, backend, clock, 0.05, fail=True)
+    await run_round(pattern, backend, loop_clock, 0.05, fail=True)
     assert pattern.limit < grown
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from carebench.backends.records import synthetic_patient
-from carebench.clock import ManualClock
 from carebench.errors import BackendError, ConfigError, Rejected
+from carebench.loop_clock import ManualLoopClock
 from carebench.resilience.breaker import BreakerBackend, CircuitBreaker
 from carebench.resilience.config import ResilienceConfig, wrap_backend
 from carebench.resilience.retry import RetryingBackend
@@ -20,13 +20,13 @@ RESET = 5.0
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+def loop_clock() -> ManualLoopClock:
+    return ManualLoopClock()
 
 
 @pytest.fixture
-def breaker(clock: ManualClock) -> CircuitBreaker:
-    return CircuitBreaker(threshold=THRESHOLD, reset_after=RESET, clock=clock)
+def breaker(loop_clock: ManualLoopClock) -> CircuitBreaker:
+    return CircuitBreaker(threshold=THRESHOLD, reset_after=RESET, loop_clock=loop_clock)
 
 
 def trip(breaker: CircuitBreaker) -> None:
@@ -37,10 +37,10 @@ def trip(breaker: CircuitBreaker) -> None:
     assert breaker.state == "open"
 
 
-def half_open(breaker: CircuitBreaker, clock: ManualClock) -> None:
+def half_open(breaker: CircuitBreaker, loop_clock: ManualLoopClock) -> None:
     """Open the breaker, wait out the cool-down and take the single probe ticket."""
     trip(breaker)
-    clock.advance(breaker.reset_after)
+    loop_clock.advance(breaker.reset_after)
     assert breaker.admit() == "probe"
     assert breaker.state == "half_open"
 
@@ -83,43 +83,45 @@ def test_open_breaker_fails_fast_and_counts_it(breaker: CircuitBreaker) -> None:
 
 
 def test_retry_after_counts_down_with_the_clock(
-    breaker: CircuitBreaker, clock: ManualClock
+    breaker: CircuitBreaker, loop_clock: ManualLoopClock
 ) -> None:
     """retry_after is the time left of the cool-down: reset_after at opening, then less."""
     trip(breaker)
     assert breaker.retry_after() == pytest.approx(RESET)
-    clock.advance(2.0)
+    loop_clock.advance(2.0)
     assert breaker.retry_after() == pytest.approx(3.0)
-    clock.advance(2.5)
+    loop_clock.advance(2.5)
     assert breaker.retry_after() == pytest.approx(0.5)
-    clock.advance(10.0)
+    loop_clock.advance(10.0)
     assert breaker.retry_after() == 0.0
 
 
 def test_stays_open_until_reset_after_has_passed(
-    breaker: CircuitBreaker, clock: ManualClock
+    breaker: CircuitBreaker, loop_clock: ManualLoopClock
 ) -> None:
     """Just before reset_after the breaker still refuses; at reset_after it hands out a probe."""
     trip(breaker)
-    clock.advance(RESET - 0.001)
+    loop_clock.advance(RESET - 0.001)
     assert breaker.admit() is None
     assert breaker.state == "open"
-    clock.advance(0.001)
+    loop_clock.advance(0.001)
     assert breaker.admit() == "probe"
     assert breaker.state == "half_open"
 
 
-def test_half_open_admits_exactly_one_probe(breaker: CircuitBreaker, clock: ManualClock) -> None:
+def test_half_open_admits_exactly_one_probe(
+    breaker: CircuitBreaker, loop_clock: ManualLoopClock
+) -> None:
     """After the cool-down one caller probes; concurrent callers are refused until it settles."""
-    half_open(breaker, clock)
+    half_open(breaker, loop_clock)
     assert [breaker.admit() for _ in range(3)] == [None] * 3
     assert breaker.state == "half_open"
     assert breaker.fast_failures == 3
 
 
-def test_probe_success_closes(breaker: CircuitBreaker, clock: ManualClock) -> None:
+def test_probe_success_closes(breaker: CircuitBreaker, loop_clock: ManualLoopClock) -> None:
     """A successful probe closes the breaker with a clean failure count."""
-    half_open(breaker, clock)
+    half_open(breaker, loop_clock)
     breaker.record_success("probe")
     assert breaker.state == "closed"
     assert [breaker.admit() for _ in range(5)] == ["call"] * 5
@@ -127,37 +129,37 @@ def test_probe_success_closes(breaker: CircuitBreaker, clock: ManualClock) -> No
 
 
 def test_probe_failure_reopens_with_a_fresh_cool_down(
-    breaker: CircuitBreaker, clock: ManualClock
+    breaker: CircuitBreaker, loop_clock: ManualLoopClock
 ) -> None:
     """A failed probe reopens at once, and the next probe waits a full reset_after from then."""
     trip(breaker)
-    clock.advance(RESET + 3.0)
+    loop_clock.advance(RESET + 3.0)
     assert breaker.admit() == "probe"
     breaker.record_failure("probe")
     assert breaker.state == "open"
     assert breaker.retry_after() == pytest.approx(RESET)
-    clock.advance(RESET - 0.1)
+    loop_clock.advance(RESET - 0.1)
     assert breaker.admit() is None
-    clock.advance(0.1)
+    loop_clock.advance(0.1)
     assert breaker.admit() == "probe"
 
 
 def test_released_probe_lets_the_next_caller_probe(
-    breaker: CircuitBreaker, clock: ManualClock
+    breaker: CircuitBreaker, loop_clock: ManualLoopClock
 ) -> None:
     """A probe released without a verdict stays half-open and frees the single probe slot."""
-    half_open(breaker, clock)
+    half_open(breaker, loop_clock)
     breaker.release("probe")
     assert breaker.state == "half_open"
     assert breaker.admit() == "probe"
     assert breaker.admit() is None
 
 
-def test_transitions_are_counted(breaker: CircuitBreaker, clock: ManualClock) -> None:
+def test_transitions_are_counted(breaker: CircuitBreaker, loop_clock: ManualLoopClock) -> None:
     """Every state change is counted under "from->to", and stats() reports the counts."""
-    half_open(breaker, clock)
+    half_open(breaker, loop_clock)
     breaker.record_failure("probe")
-    clock.advance(RESET)
+    loop_clock.advance(RESET)
     assert breaker.admit() == "probe"
     breaker.record_success("probe")
     expected = {
@@ -193,24 +195,24 @@ def test_late_success_of_a_closed_call_does_not_close_an_open_circuit(
 
 
 def test_late_failure_while_open_does_not_restart_the_cool_down(
-    breaker: CircuitBreaker, clock: ManualClock
+    breaker: CircuitBreaker, loop_clock: ManualLoopClock
 ) -> None:
     """A late failure of a closed call while open is ignored: the cool-down is not restarted."""
     assert breaker.admit() == "call"
     trip(breaker)
-    clock.advance(2.0)
+    loop_clock.advance(2.0)
     breaker.record_failure("call")
     assert breaker.retry_after() == pytest.approx(RESET - 2.0)
-    clock.advance(RESET - 2.0)
+    loop_clock.advance(RESET - 2.0)
     assert breaker.admit() == "probe"
 
 
 def test_late_success_of_a_closed_call_while_half_open_does_not_close(
-    breaker: CircuitBreaker, clock: ManualClock
+    breaker: CircuitBreaker, loop_clock: ManualLoopClock
 ) -> None:
     """A late success of a closed call while half-open neither closes nor frees the probe slot."""
     assert breaker.admit() == "call"
-    half_open(breaker, clock)
+    half_open(breaker, loop_clock)
     breaker.record_success("call")
     assert breaker.state == "half_open"
     assert breaker.admit() is None
@@ -218,11 +220,11 @@ def test_late_success_of_a_closed_call_while_half_open_does_not_close(
 
 
 def test_late_failure_while_half_open_does_not_reopen_or_free_the_probe(
-    breaker: CircuitBreaker, clock: ManualClock
+    breaker: CircuitBreaker, loop_clock: ManualLoopClock
 ) -> None:
     """A late failure of a closed call while half-open neither reopens nor frees the probe slot."""
     assert breaker.admit() == "call"
-    half_open(breaker, clock)
+    half_open(breaker, loop_clock)
     breaker.record_failure("call")
     assert breaker.state == "half_open"
     assert breaker.admit() is None
@@ -232,11 +234,11 @@ def test_late_failure_while_half_open_does_not_reopen_or_free_the_probe(
 
 
 def test_releasing_a_closed_call_while_half_open_keeps_the_probe_slot(
-    breaker: CircuitBreaker, clock: ManualClock
+    breaker: CircuitBreaker, loop_clock: ManualLoopClock
 ) -> None:
     """Releasing a call admitted before the circuit opened does not free the probe slot."""
     assert breaker.admit() == "call"
-    half_open(breaker, clock)
+    half_open(breaker, loop_clock)
     breaker.release("call")
     assert breaker.admit() is None
     assert breaker.state == "half_open"
@@ -259,8 +261,10 @@ def gated() -> GatedBackend:
 
 
 @pytest.fixture
-def guarded(gated: GatedBackend, breaker: CircuitBreaker, clock: ManualClock) -> BreakerBackend:
-    return BreakerBackend(gated, breaker, clock)
+def guarded(
+    gated: GatedBackend, breaker: CircuitBreaker, loop_clock: ManualLoopClock
+) -> BreakerBackend:
+    return BreakerBackend(gated, breaker, loop_clock)
 
 
 async def open_circuit(guarded: BreakerBackend) -> None:
@@ -292,7 +296,7 @@ async def test_backend_errors_are_recorded_and_reraised(
 
 
 async def test_open_circuit_rejects_without_calling_the_backend(
-    guarded: BreakerBackend, gated: GatedBackend, clock: ManualClock
+    guarded: BreakerBackend, gated: GatedBackend, loop_clock: ManualLoopClock
 ) -> None:
     """An open circuit is Rejected with Retry-After >= 1 (whole seconds left) and the backend
     never sees the call."""
@@ -300,7 +304,7 @@ async def test_open_circuit_rejects_without_calling_the_backend(
     with pytest.raises(Rejected) as rejected:
         await guarded.get_patient("P1")
     assert rejected.value.retry_after == 5
-    clock.advance(RESET - 0.2)
+    loop_clock.advance(RESET - 0.2)
     with pytest.raises(Rejected) as rejected:
         await guarded.get_patient("P2")
     assert rejected.value.retry_after == 1
@@ -309,22 +313,22 @@ async def test_open_circuit_rejects_without_calling_the_backend(
 
 
 async def test_probe_through_the_wrapper_closes_the_circuit(
-    guarded: BreakerBackend, gated: GatedBackend, clock: ManualClock
+    guarded: BreakerBackend, gated: GatedBackend, loop_clock: ManualLoopClock
 ) -> None:
     """After the cool-down the next call reaches the backend; its success closes the circuit."""
     await open_circuit(guarded)
-    clock.advance(RESET)
+    loop_clock.advance(RESET)
     assert await guarded.get_patient("P1") == synthetic_patient("P1")
     assert guarded.breaker.state == "closed"
     assert gated.calls[-1] == "P1"
 
 
 async def test_only_one_probe_reaches_the_backend(
-    guarded: BreakerBackend, gated: GatedBackend, clock: ManualClock
+    guarded: BreakerBackend, gated: GatedBackend, loop_clock: ManualLoopClock
 ) -> None:
     """While the half-open probe is in the backend, other calls are Rejected without a call."""
     await open_circuit(guarded)
-    clock.advance(RESET)
+    loop_clock.advance(RESET)
     gated.gate.clear()
     probe = asyncio.create_task(guarded.get_patient("PROBE"))
     await gated.wait_active(1)
@@ -338,11 +342,11 @@ async def test_only_one_probe_reaches_the_backend(
 
 
 async def test_cancelled_probe_lets_another_probe_through(
-    guarded: BreakerBackend, gated: GatedBackend, clock: ManualClock
+    guarded: BreakerBackend, gated: GatedBackend, loop_clock: ManualLoopClock
 ) -> None:
     """A probe cancelled inside the backend gives no verdict: the next caller may probe."""
     await open_circuit(guarded)
-    clock.advance(RESET)
+    loop_clock.advance(RESET)
     gated.gate.clear()
     probe = asyncio.create_task(guarded.get_patient("PROBE"))
     await gated.wait_active(1)
@@ -372,14 +376,17 @@ async def test_late_success_through_the_wrapper_does_not_close_the_circuit(
 
 
 async def test_cancelling_a_closed_call_does_not_let_a_second_probe_through(
-    guarded: BreakerBackend, gated: GatedBackend, breaker: CircuitBreaker, clock: ManualClock
+    guarded: BreakerBackend,
+    gated: GatedBackend,
+    breaker: CircuitBreaker,
+    loop_clock: ManualLoopClock,
 ) -> None:
     """Cancelling a closed call during the probe keeps the slot: the next caller is Rejected."""
     gated.gate.clear()
     slow = asyncio.create_task(guarded.get_patient("SLOW"))
     await gated.wait_active(1)
     trip(breaker)
-    clock.advance(RESET)
+    loop_clock.advance(RESET)
     probe = asyncio.create_task(guarded.get_patient("PROBE"))
     await gated.wait_active(2)
     await cancel(slow)
@@ -393,32 +400,38 @@ async def test_cancelling_a_closed_call_does_not_let_a_second_probe_through(
 
 
 async def test_call_cancelled_at_its_deadline_is_a_failure(
-    guarded: BreakerBackend, gated: GatedBackend, breaker: CircuitBreaker, clock: ManualClock
+    guarded: BreakerBackend,
+    gated: GatedBackend,
+    breaker: CircuitBreaker,
+    loop_clock: ManualLoopClock,
 ) -> None:
     """A call cancelled at its deadline is a failure; one cancelled just before gives no verdict."""
     gated.gate.clear()
-    early = asyncio.create_task(guarded.get_patient("EARLY", clock.now() + 1.0))
+    early = asyncio.create_task(guarded.get_patient("EARLY", loop_clock.now() + 1.0))
     await gated.wait_active(1)
-    clock.advance(0.99)
+    loop_clock.advance(0.99)
     await cancel(early)
     assert breaker.stats()["consecutive_failures"] == 0
-    on_time = asyncio.create_task(guarded.get_patient("ON_TIME", clock.now() + 1.0))
+    on_time = asyncio.create_task(guarded.get_patient("ON_TIME", loop_clock.now() + 1.0))
     await gated.wait_active(1)
-    clock.advance(1.0)
+    loop_clock.advance(1.0)
     await cancel(on_time)
     assert breaker.stats()["consecutive_failures"] == 1
 
 
 async def test_probe_cancelled_at_its_deadline_reopens_the_circuit(
-    guarded: BreakerBackend, gated: GatedBackend, breaker: CircuitBreaker, clock: ManualClock
+    guarded: BreakerBackend,
+    gated: GatedBackend,
+    breaker: CircuitBreaker,
+    loop_clock: ManualLoopClock,
 ) -> None:
     """A probe still hanging at its deadline is a failed probe: the circuit reopens."""
     trip(breaker)
-    clock.advance(RESET)
+    loop_clock.advance(RESET)
     gated.gate.clear()
-    probe = asyncio.create_task(guarded.get_patient("PROBE", clock.now() + 1.0))
+    probe = asyncio.create_task(guarded.get_patient("PROBE", loop_clock.now() + 1.0))
     await gated.wait_active(1)
-    clock.advance(1.0)
+    loop_clock.advance(1.0)
     await cancel(probe)
     assert breaker.state == "open"
     assert breaker.transitions["half_open->open"] == 1
@@ -458,7 +471,7 @@ async def test_calls_cancelled_before_their_deadline_do_not_count() -> None:
 
 
 async def test_health_is_degraded_unless_closed(
-    guarded: BreakerBackend, clock: ManualClock
+    guarded: BreakerBackend, loop_clock: ManualLoopClock
 ) -> None:
     """health() keeps the backend's report, adds the breaker state, and says degraded while
     the circuit is open or half-open."""
@@ -468,7 +481,7 @@ async def test_health_is_degraded_unless_closed(
     assert guarded.health()["status"] == "degraded"
     assert guarded.health()["circuit_breaker"] == "open"
     assert guarded.health()["backend"] == "gated"
-    clock.advance(RESET)
+    loop_clock.advance(RESET)
     assert guarded.breaker.admit() == "probe"
     assert guarded.health()["status"] == "degraded"
     guarded.breaker.record_success("probe")
@@ -495,25 +508,25 @@ async def test_wrapper_keeps_name_and_closes_the_backend(
 
 
 class RecordingSleep:
-    """An async sleep that advances the ManualClock by the requested time instead of waiting."""
+    """An async sleep that advances the ManualLoopClock by the requested time instead of waiting."""
 
-    def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
+    def __init__(self, loop_clock: ManualLoopClock) -> None:
+        self.loop_clock = loop_clock
         self.waits: list[float] = []
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
-        self.clock.advance(seconds)
+        self.loop_clock.advance(seconds)
 
 
 async def test_wrap_backend_retries_outside_the_breaker(
-    gated: GatedBackend, clock: ManualClock
+    gated: GatedBackend, loop_clock: ManualLoopClock
 ) -> None:
     """wrap_backend builds retries(breaker(backend)): once the failure opens the circuit, the
     retry is Rejected by the breaker, is not retried again, and the backend is called once."""
-    sleep = RecordingSleep(clock)
+    sleep = RecordingSleep(loop_clock)
     config = ResilienceConfig(retries=3, circuit_breaker=True, breaker_threshold=1)
-    backend = wrap_backend(gated, config, clock, sleep)
+    backend = wrap_backend(gated, config, loop_clock, sleep)
     assert isinstance(backend, RetryingBackend)
     with pytest.raises(Rejected):
         await backend.get_patient("BAD")
@@ -526,17 +539,17 @@ async def test_wrap_backend_retries_outside_the_breaker(
 
 
 async def test_wrap_backend_drives_the_breaker_with_the_given_clock(
-    gated: GatedBackend, clock: ManualClock
+    gated: GatedBackend, loop_clock: ManualLoopClock
 ) -> None:
     """The clock given to wrap_backend times the cool-down: advancing it lets the probe through."""
     config = ResilienceConfig(circuit_breaker=True, breaker_threshold=1, breaker_reset=2.0)
-    backend = wrap_backend(gated, config, clock)
+    backend = wrap_backend(gated, config, loop_clock)
     assert isinstance(backend, BreakerBackend)
     with pytest.raises(BackendError):
         await backend.get_patient("BAD")
     with pytest.raises(Rejected):
         await backend.get_patient("EARLY")
-    clock.advance(2.0)
+    loop_clock.advance(2.0)
     assert await backend.get_patient("P1") == synthetic_patient("P1")
     assert backend.breaker.state == "closed"
     assert gated.calls == ["BAD", "P1"]

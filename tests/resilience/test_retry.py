@@ -8,8 +8,8 @@ import pytest
 
 from carebench.backends.base import BackendHealth, BackendStats
 from carebench.backends.records import synthetic_patient
-from carebench.clock import ManualClock
 from carebench.errors import BackendError, DeadlineExceeded, Rejected
+from carebench.loop_clock import ManualLoopClock
 from carebench.models import Patient
 from carebench.resilience.retry import BACKOFF_BASE, BACKOFF_MAX, RetryingBackend
 
@@ -44,17 +44,17 @@ class FlakyBackend:
 
 
 class RecordingSleep:
-    """An async sleep that advances the ManualClock by the requested time instead of waiting."""
+    """An async sleep that advances the ManualLoopClock by the requested time instead of waiting."""
 
-    def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
+    def __init__(self, loop_clock: ManualLoopClock) -> None:
+        self.loop_clock = loop_clock
         self.waits: list[float] = []
         self.ends: list[float] = []
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
-        self.clock.advance(seconds)
-        self.ends.append(self.clock.now())
+        self.loop_clock.advance(seconds)
+        self.ends.append(self.loop_clock.now())
 
 
 ALWAYS = 1_000_000
@@ -66,13 +66,13 @@ def window(k: int) -> float:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+def loop_clock() -> ManualLoopClock:
+    return ManualLoopClock()
 
 
 @pytest.fixture
-def sleep(clock: ManualClock) -> RecordingSleep:
-    return RecordingSleep(clock)
+def sleep(loop_clock: ManualLoopClock) -> RecordingSleep:
+    return RecordingSleep(loop_clock)
 
 
 @pytest.fixture
@@ -82,18 +82,18 @@ def widest_waits(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def retrying(
-    inner: FlakyBackend, retries: int, clock: ManualClock, sleep: RecordingSleep
+    inner: FlakyBackend, retries: int, loop_clock: ManualLoopClock, sleep: RecordingSleep
 ) -> RetryingBackend:
-    return RetryingBackend(inner, retries, clock=clock, sleep=sleep)
+    return RetryingBackend(inner, retries, loop_clock=loop_clock, sleep=sleep)
 
 
 @pytest.mark.parametrize("failures", [0, 1, 3])
 async def test_succeeds_after_k_transient_failures(
-    failures: int, clock: ManualClock, sleep: RecordingSleep
+    failures: int, loop_clock: ManualLoopClock, sleep: RecordingSleep
 ) -> None:
     """K failures then a success: the caller gets the record, after exactly K retries."""
     inner = FlakyBackend(failures)
-    backend = retrying(inner, 3, clock, sleep)
+    backend = retrying(inner, 3, loop_clock, sleep)
     assert await backend.get_patient("P1") == synthetic_patient("P1")
     assert inner.calls == failures + 1
     assert backend.retried == failures
@@ -103,11 +103,11 @@ async def test_succeeds_after_k_transient_failures(
 
 @pytest.mark.parametrize("retries", [0, 1, 4])
 async def test_gives_up_after_the_allowed_retries(
-    retries: int, clock: ManualClock, sleep: RecordingSleep
+    retries: int, loop_clock: ManualLoopClock, sleep: RecordingSleep
 ) -> None:
     """A backend that keeps failing gets retries + 1 attempts; the last BackendError surfaces."""
     inner = FlakyBackend(ALWAYS)
-    backend = retrying(inner, retries, clock, sleep)
+    backend = retrying(inner, retries, loop_clock, sleep)
     with pytest.raises(BackendError, match=f"injected failure {retries + 1}"):
         await backend.get_patient("P1")
     assert inner.calls == retries + 1
@@ -116,9 +116,11 @@ async def test_gives_up_after_the_allowed_retries(
     assert len(sleep.waits) == retries
 
 
-async def test_counters_accumulate_across_calls(clock: ManualClock, sleep: RecordingSleep) -> None:
+async def test_counters_accumulate_across_calls(
+    loop_clock: ManualLoopClock, sleep: RecordingSleep
+) -> None:
     """retried and gave_up add up over several requests."""
-    backend = retrying(FlakyBackend(ALWAYS), 2, clock, sleep)
+    backend = retrying(FlakyBackend(ALWAYS), 2, loop_clock, sleep)
     for _ in range(3):
         with pytest.raises(BackendError):
             await backend.get_patient("P1")
@@ -127,29 +129,29 @@ async def test_counters_accumulate_across_calls(clock: ManualClock, sleep: Recor
 
 @pytest.mark.usefixtures("widest_waits")
 async def test_stops_before_a_wait_would_reach_the_deadline(
-    clock: ManualClock, sleep: RecordingSleep
+    loop_clock: ManualLoopClock, sleep: RecordingSleep
 ) -> None:
     """With 0.1 s left, waits of 25 ms and 50 ms fit; the next (100 ms) would end past the
     deadline, so the backend gives up instead of sleeping into it."""
     inner = FlakyBackend(ALWAYS)
-    backend = retrying(inner, 50, clock, sleep)
-    start = clock.now()
+    backend = retrying(inner, 50, loop_clock, sleep)
+    start = loop_clock.now()
     with pytest.raises(BackendError):
         await backend.get_patient("P1", deadline=start + 0.1)
     assert sleep.waits == [0.025, 0.05]
     assert inner.calls == 3
     assert backend.gave_up == 1
-    assert clock.now() < start + 0.1
+    assert loop_clock.now() < start + 0.1
 
 
 @pytest.mark.usefixtures("widest_waits")
 async def test_a_wait_ending_exactly_at_the_deadline_is_not_taken(
-    clock: ManualClock, sleep: RecordingSleep
+    loop_clock: ManualLoopClock, sleep: RecordingSleep
 ) -> None:
     """A retry whose wait would end exactly at the deadline could not answer in time: give up."""
     inner = FlakyBackend(ALWAYS)
-    backend = retrying(inner, 50, clock, sleep)
-    deadline = clock.now() + window(1) + window(2)
+    backend = retrying(inner, 50, loop_clock, sleep)
+    deadline = loop_clock.now() + window(1) + window(2)
     with pytest.raises(BackendError):
         await backend.get_patient("P1", deadline=deadline)
     assert sleep.waits == [window(1)]
@@ -157,12 +159,12 @@ async def test_a_wait_ending_exactly_at_the_deadline_is_not_taken(
 
 
 async def test_no_retry_ever_crosses_the_deadline(
-    clock: ManualClock, sleep: RecordingSleep
+    loop_clock: ManualLoopClock, sleep: RecordingSleep
 ) -> None:
     """Whatever the jitter draws, every wait ends before the deadline and so does their sum."""
-    backend = retrying(FlakyBackend(ALWAYS), 50, clock, sleep)
+    backend = retrying(FlakyBackend(ALWAYS), 50, loop_clock, sleep)
     for _ in range(200):
-        start = clock.now()
+        start = loop_clock.now()
         deadline = start + 0.1
         first_wait = len(sleep.waits)
         with pytest.raises(BackendError):
@@ -173,12 +175,14 @@ async def test_no_retry_ever_crosses_the_deadline(
     assert backend.retried == len(sleep.waits) > 0
 
 
-async def test_no_budget_left_means_no_retry(clock: ManualClock, sleep: RecordingSleep) -> None:
+async def test_no_budget_left_means_no_retry(
+    loop_clock: ManualLoopClock, sleep: RecordingSleep
+) -> None:
     """A request already at its deadline is tried once and not retried."""
     inner = FlakyBackend(ALWAYS)
-    backend = retrying(inner, 5, clock, sleep)
+    backend = retrying(inner, 5, loop_clock, sleep)
     with pytest.raises(BackendError):
-        await backend.get_patient("P1", deadline=clock.now())
+        await backend.get_patient("P1", deadline=loop_clock.now())
     assert inner.calls == 1
     assert sleep.waits == []
 
@@ -189,11 +193,11 @@ async def test_no_budget_left_means_no_retry(clock: ManualClock, sleep: Recordin
     ids=["rejected", "deadline", "value-error"],
 )
 async def test_other_exceptions_are_not_retried(
-    error: Exception, clock: ManualClock, sleep: RecordingSleep
+    error: Exception, loop_clock: ManualLoopClock, sleep: RecordingSleep
 ) -> None:
     """Only BackendError is transient: anything else reaches the caller after one attempt."""
     inner = FlakyBackend(error=error)
-    backend = retrying(inner, 3, clock, sleep)
+    backend = retrying(inner, 3, loop_clock, sleep)
     with pytest.raises(type(error)) as raised:
         await backend.get_patient("P1")
     assert raised.value is error
@@ -203,11 +207,11 @@ async def test_other_exceptions_are_not_retried(
 
 
 async def test_waits_stay_within_the_full_jitter_windows(
-    clock: ManualClock, sleep: RecordingSleep
+    loop_clock: ManualLoopClock, sleep: RecordingSleep
 ) -> None:
     """The k-th wait is drawn from [0, min(MAX, BASE x 2**(k-1))], and really is random."""
     retries = 8
-    backend = retrying(FlakyBackend(ALWAYS), retries, clock, sleep)
+    backend = retrying(FlakyBackend(ALWAYS), retries, loop_clock, sleep)
     for _ in range(200):
         with pytest.raises(BackendError):
             await backend.get_patient("P1")
@@ -221,9 +225,11 @@ async def test_waits_stay_within_the_full_jitter_windows(
 
 
 @pytest.mark.usefixtures("widest_waits")
-async def test_windows_double_up_to_the_cap(clock: ManualClock, sleep: RecordingSleep) -> None:
+async def test_windows_double_up_to_the_cap(
+    loop_clock: ManualLoopClock, sleep: RecordingSleep
+) -> None:
     """The jitter window starts at BASE, doubles per retry and is capped at MAX."""
-    backend = retrying(FlakyBackend(ALWAYS), 8, clock, sleep)
+    backend = retrying(FlakyBackend(ALWAYS), 8, loop_clock, sleep)
     with pytest.raises(BackendError):
         await backend.get_patient("P1")
     assert sleep.waits == [0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
@@ -231,11 +237,11 @@ async def test_windows_double_up_to_the_cap(clock: ManualClock, sleep: Recording
 
 
 async def test_stats_merge_retry_counters_with_the_inner_backend(
-    clock: ManualClock, sleep: RecordingSleep
+    loop_clock: ManualLoopClock, sleep: RecordingSleep
 ) -> None:
     """stats() is the inner backend's stats plus a `retries` section with max/retried/gave_up."""
     inner = FlakyBackend(2)
-    backend = retrying(inner, 1, clock, sleep)
+    backend = retrying(inner, 1, loop_clock, sleep)
     with pytest.raises(BackendError):
         await backend.get_patient("P1")
     await backend.get_patient("P2")
@@ -248,11 +254,11 @@ async def test_stats_merge_retry_counters_with_the_inner_backend(
 
 
 async def test_passes_name_health_and_close_through(
-    clock: ManualClock, sleep: RecordingSleep
+    loop_clock: ManualLoopClock, sleep: RecordingSleep
 ) -> None:
     """The wrapper keeps the inner backend's name and health, and closes it."""
     inner = FlakyBackend()
-    backend = retrying(inner, 2, clock, sleep)
+    backend = retrying(inner, 2, loop_clock, sleep)
     assert backend.name == "flaky"
     assert backend.health() == inner.health()
     await backend.close()

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from carebench.clock import ManualClock
+from carebench.loop_clock import ManualLoopClock
 from carebench.patterns.base import PatternConfig, create_pattern, pattern_names
 from carebench.server.app import CareBenchApp
 from tests.fakes import GatedBackend
@@ -28,7 +28,7 @@ async def make_app(request: pytest.FixtureRequest) -> AsyncIterator[AppFactory]:
         config = PatternConfig(
             workers, queue_size, limit=workers + queue_size, burst=workers + queue_size
         )
-        pattern = create_pattern(request.param, backend, config, ManualClock())
+        pattern = create_pattern(request.param, backend, config, ManualLoopClock())
         app = CareBenchApp(pattern, backend, request_timeout=request_timeout, drain_timeout=1.0)
         await app.startup()
         transport = httpx.ASGITransport(app=app)

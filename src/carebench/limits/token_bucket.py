@@ -1,4 +1,4 @@
-"""A token bucket with an injectable clock.
+"""A token bucket on an injectable LoopClock.
 
 Not aiolimiter: its `AsyncLimiter` is a leaky bucket built to make callers *wait*, reads the
 event loop's clock directly (tests could not drive time by hand), and keeps the level it
@@ -8,21 +8,21 @@ takes the dozen lines below.
 
 from __future__ import annotations
 
-from carebench.clock import Clock
+from carebench.loop_clock import LoopClock
 
 
 class TokenBucket:
     """`burst` tokens at most, refilled at `rate` per second; one token per request."""
 
-    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
+    def __init__(self, rate: float, burst: int, loop_clock: LoopClock) -> None:
         self.rate = rate
         self.burst = burst
-        self._clock = clock
+        self._loop_clock = loop_clock
         self._tokens = float(burst)
-        self._updated = clock.now()
+        self._updated = loop_clock.now()
 
     def _refill(self) -> None:
-        now = self._clock.now()
+        now = self._loop_clock.now()
         self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
         self._updated = now
 

@@ -25,7 +25,9 @@ CONNECTION_ERROR_BACKOFF = 0.01
 #: Shortest pause of a client honouring Retry-After (when the server sent none or 0).
 MIN_BACKOFF = 0.1
 
-Clock = Callable[[], float]
+#: The load generator's time base (perf_counter by default): Schedule slots, `until`, and
+#: every send and completion time are read from it, so latency is a difference of two reads.
+Timer = Callable[[], float]
 
 
 @dataclass(slots=True)
@@ -68,7 +70,7 @@ class Engine:
         choose_id: IdChooser,
         timeout: float,
         recorder: RunRecorder,
-        clock: Clock = time.perf_counter,
+        timer: Timer = time.perf_counter,
         choose_priority: PriorityChooser = no_priority,
         honor_retry_after: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -80,7 +82,7 @@ class Engine:
         self._sleep = sleep
         self.timeout = timeout
         self.recorder = recorder
-        self.clock = clock
+        self.timer = timer
         self.stopping = False
         self.sent = 0
         self.last_send = 0.0
@@ -97,7 +99,7 @@ class Engine:
 
         async def client(channel: Channel) -> None:
             nonlocal remaining
-            while remaining > 0 and not self.stopping and self.clock() < until:
+            while remaining > 0 and not self.stopping and self.timer() < until:
                 remaining -= 1
                 if await self._one(channel, None) == "rejected" and self.honor_retry_after:
                     # A well-behaved client waits as told instead of re-sending at once.
@@ -113,7 +115,7 @@ class Engine:
                 intended = schedule.take()
                 if intended is None:
                     return
-                delay = intended - self.clock()
+                delay = intended - self.timer()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 await self._one(channel, intended)
@@ -121,7 +123,7 @@ class Engine:
         await asyncio.gather(*(client(channel) for channel in self.channels))
 
     async def _one(self, channel: Channel, intended: float | None) -> str:
-        sent = self.last_send = self.clock()
+        sent = self.last_send = self.timer()
         self.sent += 1
         status = 0
         priority = self.choose_priority()
@@ -135,7 +137,7 @@ class Engine:
         except OSError:
             channel.reset()
             outcome = "connection_error"
-        done = self.clock()
+        done = self.timer()
         if intended is None:
             self.recorder.record(outcome, done - sent, done, status, priority=priority)
         else:

@@ -72,12 +72,12 @@ class Sampler:
         probe: Callable[[], StateSample | Awaitable[StateSample]],
         started: float,
         interval: float = SAMPLE_INTERVAL,
-        clock: Callable[[], float] = time.perf_counter,
+        timer: Callable[[], float] = time.perf_counter,  # the Engine's Timer: `started` is on it
     ) -> None:
         self._probe = probe
         self._started = started
         self._interval = interval
-        self._clock = clock
+        self._timer = timer
         self.samples: list[ServerSample] = []
         self.failures = 0
         self._task: asyncio.Task[None] | None = None
@@ -99,7 +99,7 @@ class Sampler:
             except (OSError, ValueError, msgspec.DecodeError):
                 self.failures += 1
             else:
-                self.samples.append({"t": round(self._clock() - self._started, 3), **state})
+                self.samples.append({"t": round(self._timer() - self._started, 3), **state})
             await asyncio.sleep(self._interval)
 
 

@@ -20,12 +20,16 @@ LATENCY_BUCKETS = (
 
 
 class RequestMetrics:
-    """Counts each request once under its outcome and records its latency by outcome."""
+    """Counts each request once under its outcome and records its latency by outcome.
 
-    def __init__(self, pattern: str, clock: Callable[[], float] = time.monotonic) -> None:
+    `uptime_source` is any monotonic seconds function (only differences are used: uptime
+    and requests per second); tests pass one they move by hand.
+    """
+
+    def __init__(self, pattern: str, uptime_source: Callable[[], float] = time.monotonic) -> None:
         self.pattern = pattern
-        self._clock = clock
-        self._started = clock()
+        self._uptime_source = uptime_source
+        self._started = uptime_source()
         self.latency: dict[str, LatencyRecorder] = {o: LatencyRecorder() for o in OUTCOMES}
         self.status_codes: dict[int, int] = {}
         self._buckets = {o: [0] * (len(LATENCY_BUCKETS) + 1) for o in OUTCOMES}
@@ -53,7 +57,7 @@ class RequestMetrics:
         return sum(recorder.count for recorder in self.latency.values())
 
     def uptime(self) -> float:
-        return self._clock() - self._started
+        return self._uptime_source() - self._started
 
     def snapshot(self) -> RequestSnapshot:
         """The reference's metrics fields (a superset), computed from the recorders."""

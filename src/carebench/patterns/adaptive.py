@@ -10,9 +10,9 @@ the limit rises while latency stays flat and falls when latency inflates or erro
 from __future__ import annotations
 
 from carebench.backends.base import Backend
-from carebench.clock import Clock, MonotonicClock
 from carebench.errors import BackendError, DeadlineExceeded, Rejected
 from carebench.limits.base import create_limit
+from carebench.loop_clock import LoopClock, RunningLoopClock
 from carebench.models import Patient, Query
 from carebench.patterns.base import PatternConfig, check_admissible, query_backend
 from carebench.patterns.inflight import InFlight
@@ -26,9 +26,11 @@ class AdaptivePattern:
     name = "adaptive"
     bounded = True
 
-    def __init__(self, backend: Backend, config: PatternConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self, backend: Backend, config: PatternConfig, loop_clock: LoopClock | None = None
+    ) -> None:
         self._backend = backend
-        self._clock = clock or MonotonicClock()
+        self._loop_clock = loop_clock or RunningLoopClock()
         self.algorithm = create_limit(config.limit_algorithm)
         self.encoder: ResponseEncoder = PlainResponseEncoder()
         self._in_flight = InFlight()
@@ -58,7 +60,7 @@ class AdaptivePattern:
             self.rejected += 1
             raise Rejected(f"adaptive concurrency limit ({self.algorithm.limit}) reached")
         in_flight = self._in_flight.enter() + 1
-        started = self._clock.now()
+        started = self._loop_clock.now()
         dropped = False
         try:
             return await query_backend(self._backend, query)
@@ -67,7 +69,7 @@ class AdaptivePattern:
             raise
         finally:
             self._in_flight.exit()
-            self._observe(self._clock.now() - started, in_flight, dropped)
+            self._observe(self._loop_clock.now() - started, in_flight, dropped)
 
     def _observe(self, rtt: float, in_flight: int, dropped: bool) -> None:
         self.sample_rtt = rtt

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from carebench.backends.base import Backend
-from carebench.clock import Clock, MonotonicClock
 from carebench.errors import ConfigError, DeadlineExceeded, Rejected
 from carebench.limits.base import LIMIT_ALGORITHMS
+from carebench.loop_clock import LoopClock, RunningLoopClock
 from carebench.models import Patient, Query
 from carebench.patterns.stats import PatternStats
 from carebench.registry import Registry
@@ -63,6 +63,12 @@ class Pattern(Protocol):
 
     `submit` returns the patient or raises `Rejected` (503), `DeadlineExceeded` (504),
     `BackendError` (500) or `ClientGone` (the client left; nobody reads the answer).
+
+    Every pattern is built as `cls(backend, config, loop_clock)`. `Query.deadline` is on the
+    running loop's `loop.time()`, and patterns check it against the loop itself
+    (`check_deadline`, `asyncio.timeout_at`, `loop.call_at`), never against `loop_clock`;
+    the clock times only what a pattern measures itself (ratelimit's token refill,
+    adaptive's round trips), and patterns that measure nothing ignore it.
     """
 
     name: str
@@ -121,10 +127,14 @@ def pattern_class(name: str) -> type[Any]:
 
 
 def create_pattern(
-    name: str, backend: Backend, config: PatternConfig, clock: Clock | None = None
+    name: str, backend: Backend, config: PatternConfig, loop_clock: LoopClock | None = None
 ) -> Pattern:
-    """Instantiate the pattern registered as `name` (`clock` lets tests drive time)."""
-    pattern: Pattern = pattern_class(name)(backend, config, clock or MonotonicClock())
+    """Instantiate the pattern registered as `name`.
+
+    `loop_clock` (default: the running loop's) lets tests drive the token refill and round-trip
+    times by hand; deadlines stay on the real `loop.time()`, which it does not move.
+    """
+    pattern: Pattern = pattern_class(name)(backend, config, loop_clock or RunningLoopClock())
     return pattern
 
 
@@ -136,7 +146,7 @@ def check_admissible(query: Query, closing: bool) -> None:
 
 
 def check_deadline(query: Query) -> None:
-    """Refuse work whose deadline has already passed, before it reaches a queue or backend."""
+    """Refuse work whose deadline (loop time) has passed, before it reaches a queue or backend."""
     if query.deadline <= asyncio.get_running_loop().time():
         raise DeadlineExceeded("deadline exceeded before the request was admitted")
 

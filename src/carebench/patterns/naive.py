@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from carebench.backends.base import Backend
-from carebench.clock import Clock
+from carebench.loop_clock import LoopClock
 from carebench.models import Patient, Query
 from carebench.patterns.base import PatternConfig, check_admissible, within_deadline
 from carebench.patterns.stats import PatternStats
@@ -23,7 +23,9 @@ class NaivePattern:
     name = "naive"
     bounded = False
 
-    def __init__(self, backend: Backend, config: PatternConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self, backend: Backend, config: PatternConfig, loop_clock: LoopClock | None = None
+    ) -> None:
         self._backend = backend
         self.encoder = PlainResponseEncoder()
         self._tasks: set[asyncio.Task[Patient]] = set()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 
 from carebench.backends.base import Backend
-from carebench.clock import Clock
+from carebench.loop_clock import LoopClock
 from carebench.models import Patient, Query
 from carebench.patterns.base import PatternConfig
 from carebench.patterns.pooling import ObjectPool, PooledResponseEncoder
@@ -33,8 +33,10 @@ class OptimizedPattern(WorkerPoolPattern):
 
     name = "optimized"
 
-    def __init__(self, backend: Backend, config: PatternConfig, clock: Clock | None = None) -> None:
-        super().__init__(backend, config, clock)
+    def __init__(
+        self, backend: Backend, config: PatternConfig, loop_clock: LoopClock | None = None
+    ) -> None:
+        super().__init__(backend, config, loop_clock)
         self.jobs: ObjectPool[Job] = ObjectPool(Job, scrub_job)
         self.response_encoder = PooledResponseEncoder()
         self.encoder = self.response_encoder

@@ -8,9 +8,9 @@ requests still pile up on it. That contrast with the concurrency limits is the p
 from __future__ import annotations
 
 from carebench.backends.base import Backend
-from carebench.clock import Clock, MonotonicClock
 from carebench.errors import RateLimited
 from carebench.limits.token_bucket import TokenBucket
+from carebench.loop_clock import LoopClock, RunningLoopClock
 from carebench.models import Patient, Query
 from carebench.patterns.base import PatternConfig, check_admissible, query_backend
 from carebench.patterns.inflight import InFlight
@@ -24,9 +24,11 @@ class RateLimitPattern:
     name = "ratelimit"
     bounded = True
 
-    def __init__(self, backend: Backend, config: PatternConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self, backend: Backend, config: PatternConfig, loop_clock: LoopClock | None = None
+    ) -> None:
         self._backend = backend
-        self.bucket = TokenBucket(config.rate_limit, config.burst, clock or MonotonicClock())
+        self.bucket = TokenBucket(config.rate_limit, config.burst, loop_clock or RunningLoopClock())
         self.encoder: ResponseEncoder = PlainResponseEncoder()
         self._in_flight = InFlight()
         self._closing = False

@@ -11,8 +11,8 @@ import asyncio
 from collections import deque
 
 from carebench.backends.base import Backend
-from carebench.clock import Clock
 from carebench.errors import Rejected
+from carebench.loop_clock import LoopClock
 from carebench.models import Patient, Query
 from carebench.patterns.base import PatternConfig, check_admissible, query_backend
 from carebench.patterns.inflight import InFlight
@@ -26,7 +26,9 @@ class SemaphorePattern:
     name = "semaphore"
     bounded = True
 
-    def __init__(self, backend: Backend, config: PatternConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self, backend: Backend, config: PatternConfig, loop_clock: LoopClock | None = None
+    ) -> None:
         self._backend = backend
         self.limit = config.limit
         self.max_wait = config.max_wait

@@ -16,8 +16,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from carebench.backends.base import Backend
-from carebench.clock import Clock
 from carebench.errors import ClientGone, Rejected
+from carebench.loop_clock import LoopClock
 from carebench.models import PRIORITY_RANK, Patient, Query
 from carebench.patterns.base import (
     PatternConfig,
@@ -54,7 +54,9 @@ class WorkerPoolPattern:
     #: Holds admitted requests in a queue until a worker is free.
     queues = True
 
-    def __init__(self, backend: Backend, config: PatternConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self, backend: Backend, config: PatternConfig, loop_clock: LoopClock | None = None
+    ) -> None:
         self._backend = backend
         self.config = config
         self.encoder: ResponseEncoder = PlainResponseEncoder()

@@ -12,8 +12,8 @@ import asyncio
 import math
 
 from carebench.backends.base import Backend, BackendHealth, BackendStats, BreakerStats
-from carebench.clock import Clock, MonotonicClock
 from carebench.errors import BackendError, Rejected
+from carebench.loop_clock import LoopClock, RunningLoopClock
 from carebench.models import Patient
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -28,10 +28,12 @@ class CircuitBreaker:
     slow call admitted before the circuit opened cannot close it again.
     """
 
-    def __init__(self, threshold: int = 5, reset_after: float = 5.0, clock: Clock | None = None):
+    def __init__(
+        self, threshold: int = 5, reset_after: float = 5.0, loop_clock: LoopClock | None = None
+    ):
         self.threshold = threshold
         self.reset_after = reset_after
-        self._clock = clock or MonotonicClock()
+        self._loop_clock = loop_clock or RunningLoopClock()
         self.state = CLOSED
         self._failures = 0
         self._opened_at = 0.0
@@ -42,7 +44,7 @@ class CircuitBreaker:
     def admit(self) -> str | None:
         """May a call go to the backend now? "call" when closed, "probe" for the single
         half-open probe, None to fail fast."""
-        if self.state == OPEN and self._clock.now() - self._opened_at >= self.reset_after:
+        if self.state == OPEN and self._loop_clock.now() - self._opened_at >= self.reset_after:
             self._move(HALF_OPEN)
         if self.state == CLOSED:
             return "call"
@@ -56,7 +58,7 @@ class CircuitBreaker:
         """Seconds until the breaker will let a probe through."""
         if self.state != OPEN:
             return 1.0
-        return max(0.0, self._opened_at + self.reset_after - self._clock.now())
+        return max(0.0, self._opened_at + self.reset_after - self._loop_clock.now())
 
     def record_success(self, ticket: str) -> None:
         """A call admitted with `ticket` succeeded. Only the probe's verdict counts while
@@ -73,7 +75,7 @@ class CircuitBreaker:
         self._probing = False
         self._failures += 1
         if self.state == HALF_OPEN or self._failures >= self.threshold:
-            self._opened_at = self._clock.now()
+            self._opened_at = self._loop_clock.now()
             self._move(OPEN)
 
     def release(self, ticket: str) -> None:
@@ -105,11 +107,13 @@ class CircuitBreaker:
 class BreakerBackend:
     """Guards a backend with a CircuitBreaker; an open circuit is a 503 with Retry-After."""
 
-    def __init__(self, inner: Backend, breaker: CircuitBreaker, clock: Clock | None = None):
+    def __init__(
+        self, inner: Backend, breaker: CircuitBreaker, loop_clock: LoopClock | None = None
+    ):
         self._inner = inner
         self.name = inner.name
         self.breaker = breaker
-        self._clock = clock or MonotonicClock()
+        self._loop_clock = loop_clock or RunningLoopClock()
 
     async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
         ticket = self.breaker.admit()
@@ -134,7 +138,7 @@ class BreakerBackend:
         # Cut off at the request's deadline: the database was too slow, which is a failure
         # (a hanging database must open the circuit). Cancelled earlier: no verdict. The
         # tolerance covers timers that fire a clock tick early.
-        if deadline is not None and self._clock.now() >= deadline - DEADLINE_TOLERANCE:
+        if deadline is not None and self._loop_clock.now() >= deadline - DEADLINE_TOLERANCE:
             self.breaker.record_failure(ticket)
         else:
             self.breaker.release(ticket)

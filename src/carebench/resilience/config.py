@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from carebench.backends.base import Backend
-from carebench.clock import Clock
 from carebench.errors import ConfigError
+from carebench.loop_clock import LoopClock
 from carebench.resilience.breaker import BreakerBackend, CircuitBreaker
 from carebench.resilience.retry import RetryingBackend
 from carebench.settings import INT, SECONDS, SWITCH, setting
@@ -41,13 +41,13 @@ class ResilienceConfig:
 def wrap_backend(
     backend: Backend,
     config: ResilienceConfig,
-    clock: Clock | None = None,
+    loop_clock: LoopClock | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Backend:
     """retries(breaker(backend)): an open circuit fails fast and is not retried."""
     if config.circuit_breaker:
-        breaker = CircuitBreaker(config.breaker_threshold, config.breaker_reset, clock)
-        backend = BreakerBackend(backend, breaker, clock)
+        breaker = CircuitBreaker(config.breaker_threshold, config.breaker_reset, loop_clock)
+        backend = BreakerBackend(backend, breaker, loop_clock)
     if config.retries:
-        backend = RetryingBackend(backend, config.retries, clock, sleep)
+        backend = RetryingBackend(backend, config.retries, loop_clock, sleep)
     return backend

@@ -11,8 +11,8 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_random_exponential
 
 from carebench.backends.base import Backend, BackendHealth, BackendStats
-from carebench.clock import Clock, MonotonicClock
 from carebench.errors import BackendError
+from carebench.loop_clock import LoopClock, RunningLoopClock
 from carebench.models import Patient
 
 #: Backoff: attempt k waits uniform(0, min(MAX, BASE * 2**(k-1))) seconds (AWS "full jitter").
@@ -23,14 +23,14 @@ BACKOFF_MAX = 1.0
 class _StopBeforeDeadline(stop_base):
     """Stop when the next wait would end at or past the deadline: no attempt could finish."""
 
-    def __init__(self, deadline: float | None, clock: Clock) -> None:
+    def __init__(self, deadline: float | None, loop_clock: LoopClock) -> None:
         self._deadline = deadline
-        self._clock = clock
+        self._loop_clock = loop_clock
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         if self._deadline is None:
             return False
-        return self._clock.now() + (retry_state.upcoming_sleep or 0.0) >= self._deadline
+        return self._loop_clock.now() + (retry_state.upcoming_sleep or 0.0) >= self._deadline
 
 
 class RetryingBackend:
@@ -40,20 +40,21 @@ class RetryingBackend:
         self,
         inner: Backend,
         retries: int,
-        clock: Clock | None = None,
+        loop_clock: LoopClock | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._inner = inner
         self.name = inner.name
         self.retries = retries
-        self._clock = clock or MonotonicClock()
+        self._loop_clock = loop_clock or RunningLoopClock()
         self._sleep = sleep
         self.retried = 0
         self.gave_up = 0
 
     async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retries + 1) | _StopBeforeDeadline(deadline, self._clock),
+            stop=stop_after_attempt(self.retries + 1)
+            | _StopBeforeDeadline(deadline, self._loop_clock),
             wait=wait_random_exponential(multiplier=BACKOFF_BASE, max=BACKOFF_MAX),
             retry=retry_if_exception_type(BackendError),
             sleep=self._sleep,
