@@ -69,14 +69,22 @@ async def test_overload_rejects_only_when_bounded(pattern: Pattern, backend: Gat
 
 
 async def test_backend_concurrency_is_capped(pattern: Pattern, backend: GatedBackend) -> None:
-    """No pattern runs more backend queries at once than its stated backend concurrency."""
-    offered = (pattern.capacity or 5) + 3
+    """Backend queries at once = min(stated backend concurrency, admitted); uncapped = admitted."""
+    capacity = pattern.capacity
+    offered = (capacity or 5) + 3
     tasks = [asyncio.create_task(pattern.submit(query(f"P{i}"))) for i in range(offered)]
     for _ in range(50):
         await asyncio.sleep(0)
+    refused = [task for task in tasks if task.done() and isinstance(task.exception(), Rejected)]
+    admitted = offered - len(refused)
     cap = pattern.backend_concurrency
-    assert backend.peak_active == (min(cap, offered) if cap else min(offered, len(backend.calls)))
-    assert cap is None or backend.peak_active <= cap
+    if cap is None:
+        # Nothing holds an admitted request back: every one is in the backend at once.
+        assert backend.peak_active == admitted
+        assert admitted == (capacity if pattern.bounded else offered)
+    else:
+        assert offered > cap, "the test must offer more than the cap to show it holds"
+        assert backend.peak_active == min(cap, admitted)
     backend.release()
     await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -134,16 +142,23 @@ async def test_shutdown_past_drain_timeout_does_not_hang(
 ) -> None:
     """When the drain timeout expires, shutdown returns; queued requests get an error."""
     admitted_count = min(pattern.capacity or 4, 4)
+    running = min(admitted_count, pattern.backend_concurrency or admitted_count)
     admitted = [asyncio.create_task(pattern.submit(query(f"P{i}"))) for i in range(admitted_count)]
-    await backend.wait_active(min(admitted_count, pattern.backend_concurrency or admitted_count))
-    await pattern.shutdown(drain_timeout=0.05)
+    await backend.wait_active(running)
+    # The gated backend cannot answer before release: only the drain timeout can end shutdown.
+    await asyncio.wait_for(pattern.shutdown(drain_timeout=0.05), timeout=5.0)
     backend.release()
     results = await asyncio.gather(*admitted, return_exceptions=True)
-    assert len(results) == admitted_count
-    for result in results:
-        assert not isinstance(result, BaseException) or isinstance(
-            result, Rejected | asyncio.CancelledError
-        )
+    in_backend, queued = results[:running], results[running:]
+    # Requests still queued never reach the backend: each is answered with Rejected.
+    assert all(isinstance(result, Rejected) for result in queued), queued
+    assert sorted(backend.calls) == [f"P{i}" for i in range(running)]
+    # Those already in the backend either finish with their own record or are cut off.
+    for index, result in enumerate(in_backend):
+        if isinstance(result, BaseException):
+            assert isinstance(result, Rejected | asyncio.CancelledError), result
+        else:
+            assert result.id == f"P{index}"
 
 
 async def test_stats_report_in_flight(pattern: Pattern, backend: GatedBackend) -> None:
