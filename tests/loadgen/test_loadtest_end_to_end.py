@@ -88,7 +88,9 @@ def test_overload_shows_rejections_and_their_fast_latency() -> None:
     assert result["rejected_requests"] > 100
     assert result["success_requests"] + result["rejected_requests"] == 300
     assert result["rejection_latency_ms"]["median"] < result["success_latency_ms"]["median"]
-    assert result["server_metrics"]["rejected_requests"] == result["rejected_requests"]
+    server = result["server_metrics"]
+    assert server is not None
+    assert server["rejected_requests"] == result["rejected_requests"]
 
 
 def test_open_loop_holds_a_modest_rate() -> None:
@@ -100,6 +102,7 @@ def test_open_loop_holds_a_modest_rate() -> None:
     )
     (result,) = run_plan(plan)
     open_loop = result["open_loop"]
+    assert open_loop is not None
     assert result["total_requests"] == 200
     assert open_loop["scheduled_requests"] == 200
     assert open_loop["achieved_rate"] == pytest.approx(100.0, rel=0.1)
@@ -243,6 +246,7 @@ def test_priority_mix_under_overload_favours_critical(mode: str) -> None:
     )
     (result,) = run_plan(plan)
     classes = result["by_priority"]
+    assert classes is not None
     assert set(classes) == {"critical", "batch"}
     assert sum(c["total_requests"] for c in classes.values()) == 600
     assert classes["critical"]["success_rate_percent"] > classes["batch"]["success_rate_percent"]

@@ -52,6 +52,7 @@ async def test_results_are_broken_down_by_class() -> None:
     )
     await engine.closed_loop(8)
     by_priority = engine.recorder.summary(1.0)["by_priority"]
+    assert by_priority is not None
     assert set(by_priority) == {"critical", "batch"}
     for name in ("critical", "batch"):
         assert by_priority[name]["total_requests"] == 4

@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from carebench.loadgen.results import OUTCOMES
+from carebench.loadgen.machine import MachineDescription
+from carebench.loadgen.results import (
+    OUTCOMES,
+    SCHEMA_VERSION,
+    LoadTestResult,
+    Outcome,
+    TimelinePoint,
+    outcome_counts,
+)
+from carebench.loadgen.sweep import SWEEP_SCHEMA_VERSION, SweepDocument
+from carebench.metrics.latency import LatencySummary, SpectrumPoint
 
 LEVELS = (10, 50, 100)
+MACHINE: MachineDescription = {
+    "cpu_model": "Test CPU 3000",
+    "cores": 4,
+    "memory_bytes": 8 * 2**30,
+    "os": "Linux",
+    "python": "3.11.7",
+    "packages": {"uvicorn": "0.30.0"},
+    "date": "2026-01-01T00:00:00+00:00",
+}
 
 
-def latency(p99: float) -> dict[str, float]:
+def latency(p99: float) -> LatencySummary:
     """A latency summary whose percentiles scale with `p99`."""
     return {
         "min": p99 * 0.1,
@@ -27,13 +46,13 @@ def latency(p99: float) -> dict[str, float]:
     }
 
 
-def spectrum(p99: float) -> list[dict[str, float]]:
+def spectrum(p99: float) -> list[SpectrumPoint]:
     """A short HdrHistogram-style percentile spectrum ending at the 100th percentile."""
     points = ((0.0, 0.1), (50.0, 0.45), (90.0, 0.8), (99.0, 1.0), (99.9, 1.1), (100.0, 1.2))
     return [{"percentile": p, "value_ms": p99 * share, "count": int(p)} for p, share in points]
 
 
-def timeline(rps: float, p99: float) -> list[dict[str, Any]]:
+def timeline(rps: float, p99: float) -> list[TimelinePoint]:
     """Four 0.5 s intervals at a steady rate."""
     completed = int(rps / 2)
     return [
@@ -42,8 +61,7 @@ def timeline(rps: float, p99: float) -> list[dict[str, Any]]:
             "completed": completed,
             "throughput": rps,
             "goodput": rps,
-            **dict.fromkeys(OUTCOMES, 0),
-            "success": completed,
+            **outcome_counts({**dict.fromkeys(OUTCOMES, 0), "success": completed}),
             "p50_ms": p99 / 2,
             "p99_ms": p99,
         }
@@ -57,14 +75,18 @@ def make_result(
     rps: float = 100.0,
     p99: float = 50.0,
     total: int = 200,
-    outcomes: dict[str, int] | None = None,
+    outcomes: Mapping[Outcome, int] | None = None,
     **overrides: Any,
-) -> dict[str, Any]:
-    """A minimal valid result: `total` requests, all successful unless `outcomes` says so."""
-    counts = {**dict.fromkeys(OUTCOMES, 0), "success": total, **(outcomes or {})}
+) -> LoadTestResult:
+    """A valid result: `total` requests, all successful unless `outcomes` says so.
+
+    `overrides` may break the shape on purpose (the reader's checks are tested with them).
+    """
+    counts = outcome_counts({**dict.fromkeys(OUTCOMES, 0), "success": total, **(outcomes or {})})
     errors = total - counts["success"] - counts["rejected"]
-    result: dict[str, Any] = {
-        "schema_version": 1,
+    result: LoadTestResult = {
+        "schema_version": SCHEMA_VERSION,
+        "carebench_version": "0.0.0",
         "pattern": pattern,
         "mode": "http",
         "loop": "closed",
@@ -91,27 +113,31 @@ def make_result(
             {"t": t / 4, "in_flight": t, "queued": max(t - 2, 0), "rss_bytes": 40_000_000}
             for t in range(6)
         ],
+        "by_priority": None,
         "interrupted": False,
-        "config": {"requests": total, "concurrency": 10, "rate": None, "seed": 1},
-        "server_metrics": {},
-        "affinity": None,
-        "machine": {
-            "cpu_model": "Test CPU 3000",
-            "cores": 4,
-            "memory_bytes": 8 * 2**30,
-            "os": "Linux",
-            "python": "3.11.7",
-            "packages": {"uvicorn": "0.30.0"},
-            "date": "2026-01-01T00:00:00+00:00",
+        "config": {
+            "requests": total,
+            "concurrency": 10,
+            "rate": None,
+            "duration": None,
+            "arrivals": None,
+            "timeout": 5.0,
+            "warmup": 0.0,
+            "ids": "fixed:P12345",
+            "priorities": None,
+            "honor_retry_after": False,
+            "seed": 1,
+            "server_args": [],
         },
+        "server_metrics": None,
+        "machine": MACHINE.copy(),
     }
-    result.update(overrides)
-    return result
+    return cast(LoadTestResult, {**result, **overrides})
 
 
 def make_sweep(
     curves: Mapping[str, Sequence[tuple[float, float]]], levels: Sequence[float] = LEVELS
-) -> dict[str, Any]:
+) -> SweepDocument:
     """A sweep document: for each pattern, one (throughput, p99) pair per level."""
     results = [
         make_result(name, rps=rps, p99=p99, level=level)
@@ -119,10 +145,13 @@ def make_sweep(
         for level, (rps, p99) in zip(levels, points, strict=True)
     ]
     return {
-        "schema_version": 1,
+        "schema_version": SWEEP_SCHEMA_VERSION,
         "kind": "sweep",
         "axis": "concurrency",
         "levels": list(levels),
+        "duration_seconds": 5.0,
+        "interrupted": False,
+        "machine": MACHINE.copy(),
         "results": results,
     }
 
@@ -134,7 +163,7 @@ SWEEP_CURVES = {
 }
 
 
-def sample_results() -> list[dict[str, Any]]:
+def sample_results() -> list[LoadTestResult]:
     """Three patterns; workerpool has the highest goodput, naive has some backend errors."""
     return [
         make_result("naive", rps=80.0, p99=120.0, outcomes={"success": 190, "backend_error": 10}),
@@ -144,10 +173,10 @@ def sample_results() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def results() -> list[dict[str, Any]]:
+def results() -> list[LoadTestResult]:
     return sample_results()
 
 
 @pytest.fixture
-def sweep() -> dict[str, Any]:
+def sweep() -> SweepDocument:
     return make_sweep(SWEEP_CURVES)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from carebench.loadgen.sweep import SweepDocument
 from carebench.report import plots
 from carebench.report.html import (
     notes,
@@ -67,9 +67,19 @@ def test_summary_has_the_terminal_columns(page: str) -> None:
         assert f"<th>{column.header}</th>" in page
 
 
-def test_summary_has_the_terminal_figures(page: str) -> None:
-    """The HTML summary row carries the terminal table's formatted figures."""
-    assert '<td>workerpool</td><td class="num">140.0</td><td class="num">140.0</td>' in page
+def test_summary_leads_with_what_decides_the_winner(page: str) -> None:
+    """The HTML summary starts like the terminal's: goodput, p99 of successes, then attempts."""
+    assert "<th>pattern</th><th>goodput/s</th><th>p99 ok ms</th><th>attempts/s</th>" in page
+    # optimized: 100 attempts/s of which 10 % were rejected, p99 of successes 70 ms.
+    assert (
+        '<td>optimized</td><td class="num">90.0</td><td class="num">70.0</td>'
+        '<td class="num">100.0</td>'
+    ) in page
+
+
+def test_summary_states_the_load(page: str) -> None:
+    """The load applied is stated above the table."""
+    assert "<p>load: closed loop, 10 clients re-sending refused requests at once" in page
 
 
 def test_report_describes_machine_and_config(page: str) -> None:
@@ -88,8 +98,9 @@ def test_clean_http_run_has_no_notes(page: str) -> None:
 @pytest.mark.usefixtures("stub_charts")
 def test_differing_settings_are_shown_side_by_side() -> None:
     """A setting that differs between runs gets a column per pattern; shared ones appear once."""
-    naive = make_result("naive", config={"concurrency": 10, "seed": 1})
-    pool = make_result("workerpool", config={"concurrency": 20, "seed": 1})
+    config = make_result()["config"]
+    naive = make_result("naive", config={**config, "concurrency": 10})
+    pool = make_result("workerpool", config={**config, "concurrency": 20})
     page = render_html([naive, pool])
     assert "<tr><th></th><th>naive</th><th>workerpool</th></tr>" in page
     assert "<tr><th>concurrency</th><td>10</td><td>20</td></tr>" in page
@@ -158,9 +169,7 @@ def test_write_html_writes_the_rendered_page(tmp_path: Path) -> None:
     assert out.read_text(encoding="utf-8") == render_html(sample_results())
 
 
-def test_sweep_report_has_chart_and_a_table_per_level(
-    tmp_path: Path, sweep: dict[str, Any]
-) -> None:
+def test_sweep_report_has_chart_and_a_table_per_level(tmp_path: Path, sweep: SweepDocument) -> None:
     """The sweep page embeds the sweep chart and has one summary and winner per level."""
     out = tmp_path / "sweep.html"
     write_sweep_html(sweep, out)
@@ -173,7 +182,7 @@ def test_sweep_report_has_chart_and_a_table_per_level(
 
 
 @pytest.mark.usefixtures("stub_charts")
-def test_sweep_notes_name_the_level(sweep: dict[str, Any]) -> None:
+def test_sweep_notes_name_the_level(sweep: SweepDocument) -> None:
     """A note about a sweep result says at which level it happened."""
     sweep["results"][1]["interrupted"] = True
     assert "naive at level 50 was interrupted" in render_sweep_html(sweep)

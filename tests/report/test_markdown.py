@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from carebench.cli import main
+from carebench.loadgen.results import LoadTestResult, RunConfigReport
 from carebench.report.markdown import render_markdown
 from tests.report.conftest import SWEEP_CURVES, make_result, make_sweep
 
-CONFIG = {
+CONFIG: RunConfigReport = {
+    **make_result()["config"],
     "requests": None,
     "concurrency": 500,
     "duration": 10.0,
@@ -25,7 +26,7 @@ def collected(tmp_path: Path) -> Path:
     """A results directory like benchmarks/collect.sh writes."""
     directory = tmp_path / "results"
     directory.mkdir()
-    results: list[dict[str, Any]] = [
+    results: list[LoadTestResult] = [
         make_result("naive", rps=90.0, p99=4000.0, config=CONFIG),
         make_result(
             "workerpool",
@@ -63,7 +64,8 @@ def test_document_has_every_section_and_the_verdicts(tmp_path: Path) -> None:
         "`carebench loadtest --concurrency 500 --duration 10 --warmup 2 --db-profile "
         "realistic --seed 1`" in text
     )
-    assert "| workerpool | 130.0 |" in text
+    assert "| pattern | goodput/s | p99 ok ms | attempts/s |" in text
+    assert "| workerpool | 97.5 | 800.0 | 130.0 |" in text
     assert "## Sweep over concurrency" in text
     assert "ratio 0.50" in text
     assert "zero-c100 workerpool   19.4" in text

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 import pytest
 
+from carebench.loadgen.results import LoadTestResult
+from carebench.loadgen.sweep import SweepDocument
 from carebench.report import plots
 from carebench.report import sweep as sweep_analysis
 from tests.report.conftest import SWEEP_CURVES, make_result, make_sweep
@@ -22,14 +23,14 @@ def png_size(png: bytes) -> tuple[int, int]:
     return width, height
 
 
-def test_spectrum_is_a_png_of_the_chart_size(results: list[dict[str, Any]]) -> None:
+def test_spectrum_is_a_png_of_the_chart_size(results: list[LoadTestResult]) -> None:
     """The spectrum is a PNG of 8 x 4.5 inches at the report's DPI."""
     png = plots.latency_spectrum_png(results)
     assert png_size(png) == (8 * plots.DPI, int(4.5 * plots.DPI))
     assert len(png) > 5_000
 
 
-def test_spectrum_draws_every_pattern(results: list[dict[str, Any]]) -> None:
+def test_spectrum_draws_every_pattern(results: list[LoadTestResult]) -> None:
     """Adding a pattern changes the spectrum image."""
     assert plots.latency_spectrum_png(results) != plots.latency_spectrum_png(results[:1])
 
@@ -42,7 +43,7 @@ def test_spectrum_survives_zero_latencies_and_no_data() -> None:
     assert plots.latency_spectrum_png([empty]).startswith(PNG_SIGNATURE)
 
 
-def test_timeline_is_a_tall_png(results: list[dict[str, Any]]) -> None:
+def test_timeline_is_a_tall_png(results: list[LoadTestResult]) -> None:
     """The timeline stacks three panels in an 8 x 7 inch PNG."""
     assert png_size(plots.timeline_png(results[0])) == (8 * plots.DPI, 7 * plots.DPI)
 
@@ -57,7 +58,8 @@ def test_timeline_draws_server_samples() -> None:
 def test_timeline_tolerates_empty_intervals() -> None:
     """An interval with no completions (p50/p99 None) and zero latencies render without error."""
     result = make_result(p99=0.0)
-    result["timeline"][1].update(completed=0, p50_ms=None, p99_ms=None)
+    empty = result["timeline"][1]
+    empty["completed"], empty["p50_ms"], empty["p99_ms"] = 0, None, None
     assert plots.timeline_png(result).startswith(PNG_SIGNATURE)
 
 
@@ -80,18 +82,18 @@ def test_pattern_names_are_not_mathtext() -> None:
         assert png.startswith(PNG_SIGNATURE)
 
 
-def test_sweep_is_a_wide_png(sweep: dict[str, Any]) -> None:
+def test_sweep_is_a_wide_png(sweep: SweepDocument) -> None:
     """The sweep chart has three panels side by side (15 x 5 inches)."""
     assert png_size(plots.sweep_png(sweep)) == (15 * plots.DPI, 5 * plots.DPI)
 
 
-def test_sweep_chart_changes_with_the_data(sweep: dict[str, Any]) -> None:
+def test_sweep_chart_changes_with_the_data(sweep: SweepDocument) -> None:
     """A different p99 curve gives a different sweep chart."""
     flatter = make_sweep({**SWEEP_CURVES, "naive": [(50.0, 10.0), (90.0, 11.0), (70.0, 12.0)]})
     assert plots.sweep_png(sweep) != plots.sweep_png(flatter)
 
 
-def test_sweep_series_groups_by_pattern_and_sorts_by_level(sweep: dict[str, Any]) -> None:
+def test_sweep_series_groups_by_pattern_and_sorts_by_level(sweep: SweepDocument) -> None:
     """Results come back per pattern in first-seen order, each in increasing level."""
     sweep["results"].reverse()
     series = sweep_analysis.sweep_series(sweep)
@@ -99,7 +101,7 @@ def test_sweep_series_groups_by_pattern_and_sorts_by_level(sweep: dict[str, Any]
     assert [r["level"] for r in series["naive"]] == [10, 50, 100]
 
 
-def test_goodput_peak_is_the_highest_goodput(sweep: dict[str, Any]) -> None:
+def test_goodput_peak_is_the_highest_goodput(sweep: SweepDocument) -> None:
     """The peak is the level with the most successful req/s; a tie goes to the lower level."""
     series = sweep_analysis.sweep_series(sweep)
     peaks = {name: sweep_analysis.goodput_peak(points) for name, points in series.items()}

@@ -13,8 +13,9 @@ import pytest
 
 from carebench.cli import report
 from carebench.errors import ConfigError
+from carebench.loadgen.sweep import SweepDocument
 from carebench.report import plots
-from tests.report.conftest import make_result, sample_results
+from tests.report.conftest import make_result, make_sweep, sample_results
 
 STUB_PNG = b"\x89PNG\r\n\x1a\nstub"
 
@@ -82,20 +83,25 @@ def test_invalid_json_names_the_file(tmp_path: Path) -> None:
         run(path)
 
 
+def as_json(document: Any) -> Any:
+    """`document` as a JSON reader sees it, free to be broken."""
+    return json.loads(json.dumps(document))
+
+
 def without(key: str) -> dict[str, Any]:
-    result = make_result()
+    result: dict[str, Any] = as_json(make_result())
     del result[key]
     return result
 
 
 def with_latency(**values: Any) -> dict[str, Any]:
-    result = make_result()
+    result: dict[str, Any] = as_json(make_result())
     result["latency_ms"].update(values)
     return result
 
 
 def with_outcome(**values: Any) -> dict[str, Any]:
-    result = make_result()
+    result: dict[str, Any] = as_json(make_result())
     result["outcomes"].update(values)
     return result
 
@@ -109,10 +115,15 @@ def with_outcome(**values: Any) -> dict[str, Any]:
         ([make_result(), 3], "result 2 is a JSON number, not an object"),
         ([make_result(schema_version=2)], "result 1 has schema_version 2; this carebench reads 1"),
         ([without("schema_version")], "result 1 has schema_version None"),
-        ([without("latency_ms")], "result 1: 'latency_ms' is missing or not a object"),
-        ([{**make_result(), "pattern": 7}], "result 1: 'pattern' is missing or not a string"),
-        ([with_latency(p99=None)], "result 1: 'latency_ms' lacks p99"),
-        ([with_outcome(timeout="x")], "result 1: 'outcomes' lacks timeout"),
+        ([without("latency_ms")], "result 1: Object missing required field `latency_ms`"),
+        ([{**make_result(), "pattern": 7}], "result 1: Expected `str`, got `int` - at `$.pattern`"),
+        (
+            [with_latency(p99=None)],
+            "result 1: Expected `float`, got `null` - at `$.latency_ms.p99`",
+        ),
+        ([with_outcome(timeout="x")], "Expected `int`, got `str` - at `$.outcomes.timeout`"),
+        ([make_result(), without("config")], "result 2: Object missing required field `config`"),
+        ([make_result(interrupted=1)], "result 1: Expected `bool`, got `int` - at `$.interrupted`"),
     ],
 )
 def test_wrong_shape_names_the_file_and_the_problem(
@@ -127,15 +138,7 @@ def test_wrong_shape_names_the_file_and_the_problem(
 
 
 def sweep_doc(**overrides: Any) -> dict[str, Any]:
-    results = [make_result(level=level) for level in (10, 50)]
-    return {
-        "schema_version": 1,
-        "kind": "sweep",
-        "axis": "concurrency",
-        "levels": [10, 50],
-        "results": results,
-        **overrides,
-    }
+    return {**make_sweep({"naive": [(10.0, 5.0), (50.0, 6.0)]}, levels=(10, 50)), **overrides}
 
 
 @pytest.mark.parametrize(
@@ -148,6 +151,8 @@ def sweep_doc(**overrides: Any) -> dict[str, Any]:
         (sweep_doc(results={}), "sweep 'results' must be a list of results"),
         (sweep_doc(results=[make_result()]), "result 1 has no numeric 'level'"),
         (sweep_doc(results=[make_result(level=True)]), "result 1 has no numeric 'level'"),
+        (sweep_doc(interrupted="no"), "sweep: Expected `bool`, got `str` - at `$.interrupted`"),
+        (sweep_doc(kind="sweep", machine=None), "sweep: Expected `object`, got `null`"),
     ],
 )
 def test_bad_sweep_names_the_file_and_the_problem(
@@ -187,7 +192,7 @@ def test_nothing_is_written_unless_asked(tmp_path: Path) -> None:
 
 
 def test_sweep_prints_a_table_per_level_and_the_knee(
-    tmp_path: Path, sweep: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, sweep: SweepDocument, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A sweep prints one table per level, and each pattern's peak and p99 knee."""
     assert run(save(tmp_path, sweep)) == 0
@@ -204,7 +209,7 @@ def test_sweep_prints_a_table_per_level_and_the_knee(
     ) in out
 
 
-def test_sweep_exports_html_and_csv_with_levels(tmp_path: Path, sweep: dict[str, Any]) -> None:
+def test_sweep_exports_html_and_csv_with_levels(tmp_path: Path, sweep: SweepDocument) -> None:
     """A sweep's HTML is the sweep report; its CSV has a level column, a row per result."""
     html, table = tmp_path / "sweep.html", tmp_path / "sweep.csv"
     run(save(tmp_path, sweep), html=html, csv_out=table)

@@ -2,18 +2,172 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
-from carebench.metrics.latency import LatencyRecorder
+from carebench.loadgen.machine import MachineDescription
+from carebench.loadgen.sampler import ServerSample
+from carebench.metrics.latency import LatencyRecorder, LatencySummary, SpectrumPoint
 
+#: The version of LoadTestResult's JSON shape; a saved file of another version is refused.
+SCHEMA_VERSION = 1
+
+
+class OutcomeCounts(TypedDict):
+    """Requests by how they ended, as the client saw it."""
+
+    success: int
+    #: Refused by admission control (503 or 429).
+    rejected: int
+    backend_error: int
+    client_error: int
+    timeout: int
+    connection_error: int
+
+
+Outcome = Literal[
+    "success", "rejected", "backend_error", "client_error", "timeout", "connection_error"
+]
 #: Every way a request can end, as the client sees it. Each request is counted under one.
-OUTCOMES = ("success", "rejected", "backend_error", "client_error", "timeout", "connection_error")
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 #: Statuses that mean "refused by admission control": 503 (shed) and 429 (rate limited).
 REJECTION_STATUSES = frozenset({503, 429})
 
 
-def classify(status: int) -> str:
+class TimelinePoint(OutcomeCounts):
+    """Requests completed in one interval of the run (starting `t` seconds in), per second."""
+
+    t: float
+    completed: int
+    throughput: float
+    goodput: float
+    #: None for an interval in which nothing completed.
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+class PriorityClassResult(TypedDict):
+    """One priority class's outcomes, and the latency of its successes."""
+
+    total_requests: int
+    outcomes: OutcomeCounts
+    success_rate_percent: float
+    rejection_rate_percent: float
+    success_latency_ms: LatencySummary
+
+
+class RunSummary(TypedDict):
+    """What the client measured: the reference's result keys plus outcomes, goodput and the
+    latency spectrum."""
+
+    total_requests: int
+    success_requests: int
+    #: Every failure that is not a rejection (backend, client, timeout, connection).
+    error_requests: int
+    rejected_requests: int
+    duration_seconds: float
+    #: Attempts per second: every request sent, rejected ones included.
+    requests_per_second: float
+    #: Successful responses per second.
+    goodput_per_second: float
+    latency_ms: LatencySummary
+    error_rate_percent: float
+    rejection_rate_percent: float
+    outcomes: OutcomeCounts
+    #: HTTP status (as a string: a JSON key) -> responses.
+    status_codes: dict[str, int]
+    success_latency_ms: LatencySummary
+    rejection_latency_ms: LatencySummary
+    latency_spectrum: list[SpectrumPoint]
+    #: HdrHistogram's compressed base64 encoding of every latency.
+    latency_histogram: str
+    timeline: list[TimelinePoint]
+    #: Per X-Request-Priority class, with --priorities; None otherwise.
+    by_priority: dict[str, PriorityClassResult] | None
+
+
+class OpenLoopReport(TypedDict):
+    """Whether an open-loop run kept its arrival schedule."""
+
+    target_rate: float
+    arrivals: str
+    scheduled_requests: int
+    achieved_rate: float
+    max_lag_ms: float
+    schedule_kept: bool
+    corrected: str
+    #: Latency from each request's actual send (latency_ms is from its intended send).
+    uncorrected_latency_ms: LatencySummary
+
+
+class RunConfigReport(TypedDict):
+    """The load a run applied, and the flags of the servers it started."""
+
+    #: Closed loop with a request budget; None when the run was timed.
+    requests: int | None
+    concurrency: int
+    #: Open loop: arrivals per second; None for a closed loop.
+    rate: float | None
+    duration: float | None
+    arrivals: str | None
+    timeout: float
+    warmup: float
+    ids: str
+    priorities: str | None
+    honor_retry_after: bool
+    seed: int | None
+    server_args: list[str]
+
+
+class Affinity(TypedDict):
+    """The CPUs the server and the load generator were pinned to."""
+
+    server: list[int]
+    loadgen: list[int]
+
+
+class LoadTestResult(RunSummary):
+    """One pattern's load test, as `carebench loadtest --output` writes it (a list of these).
+
+    The JSON format is a public contract: `cli/report.py` checks saved files against this type.
+    """
+
+    schema_version: int
+    carebench_version: str
+    pattern: str
+    #: http (a server per pattern), inprocess, or target (an already-running server).
+    mode: str
+    #: closed or open.
+    loop: str
+    target: str | None
+    open_loop: OpenLoopReport | None
+    server_samples: list[ServerSample]
+    interrupted: bool
+    config: RunConfigReport
+    #: The server's own /metrics document at the end (in-process: the pattern's and backend's
+    #: stats), as the server answered it: a --target may be any server.
+    server_metrics: dict[str, Any] | None
+    #: Only when the load test started the server itself.
+    affinity: NotRequired[Affinity]
+    machine: NotRequired[MachineDescription]
+    #: In a sweep: the offered load (clients, or arrivals per second) of this run.
+    level: NotRequired[float]
+
+
+def outcome_counts(counts: Mapping[Outcome, int]) -> OutcomeCounts:
+    """`counts` (by outcome name) as an OutcomeCounts."""
+    return OutcomeCounts(
+        success=counts["success"],
+        rejected=counts["rejected"],
+        backend_error=counts["backend_error"],
+        client_error=counts["client_error"],
+        timeout=counts["timeout"],
+        connection_error=counts["connection_error"],
+    )
+
+
+def classify(status: int) -> Outcome:
     """The outcome of an HTTP status."""
     if 200 <= status < 300:
         return "success"
@@ -29,17 +183,17 @@ class Interval:
     """Requests completed during one slice of the run, for throughput and p99 over time."""
 
     start: float
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     latency: LatencyRecorder = field(default_factory=lambda: LatencyRecorder(2))
 
-    def as_dict(self, width: float) -> dict[str, Any]:
+    def as_dict(self, width: float) -> TimelinePoint:
         total = sum(self.counts.values())
         return {
             "t": round(self.start, 3),
             "completed": total,
             "throughput": round(total / width, 2),
             "goodput": round(self.counts["success"] / width, 2),
-            **{outcome: n for outcome, n in self.counts.items()},
+            **outcome_counts(self.counts),
             "p50_ms": self.latency.percentile_ms(50.0) if total else None,
             "p99_ms": self.latency.percentile_ms(99.0) if total else None,
         }
@@ -49,14 +203,14 @@ class Interval:
 class ClassStats:
     """Outcomes of one priority class, and the latency of its successes."""
 
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     success_latency: LatencyRecorder = field(default_factory=LatencyRecorder)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> PriorityClassResult:
         total = sum(self.counts.values())
         return {
             "total_requests": total,
-            "outcomes": dict(self.counts),
+            "outcomes": outcome_counts(self.counts),
             "success_rate_percent": _percent(self.counts["success"], total),
             "rejection_rate_percent": _percent(self.counts["rejected"], total),
             "success_latency_ms": self.success_latency.summary_ms(),
@@ -78,7 +232,7 @@ class RunRecorder:
 
     def record(
         self,
-        outcome: str,
+        outcome: Outcome,
         latency: float,
         now: float,
         status: int = 0,
@@ -112,17 +266,17 @@ class RunRecorder:
             self.timeline.append(Interval(len(self.timeline) * self.interval))
         return self.timeline[index]
 
-    def count(self, outcome: str) -> int:
+    def count(self, outcome: Outcome) -> int:
         return self.latency[outcome].count
 
     @property
     def total(self) -> int:
         return sum(recorder.count for recorder in self.latency.values())
 
-    def summary(self, duration: float) -> dict[str, Any]:
+    def summary(self, duration: float) -> RunSummary:
         """The reference's result keys plus outcomes, goodput and the latency spectrum."""
         total = self.total
-        counts = {outcome: self.count(outcome) for outcome in OUTCOMES}
+        counts = outcome_counts({outcome: self.count(outcome) for outcome in OUTCOMES})
         errors = total - counts["success"] - counts["rejected"]
         overall = LatencyRecorder.merged(self.latency.values())
         return {

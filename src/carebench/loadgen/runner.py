@@ -26,14 +26,19 @@ from carebench.loadgen.engine import Engine, Schedule
 from carebench.loadgen.ids import parse_ids
 from carebench.loadgen.machine import describe_machine
 from carebench.loadgen.priorities import parse_priorities
-from carebench.loadgen.results import RunRecorder
-from carebench.loadgen.sampler import HttpMetricsProbe, Sampler, in_process_probe
+from carebench.loadgen.results import (
+    SCHEMA_VERSION,
+    LoadTestResult,
+    OpenLoopReport,
+    RunConfigReport,
+    RunRecorder,
+)
+from carebench.loadgen.sampler import HttpMetricsProbe, Sampler, StateSample, in_process_probe
 from carebench.patterns.base import create_pattern
 from carebench.resilience.config import wrap_backend
 from carebench.server.process import ServerProcess
 from carebench.server.setup import ServerSetup
 
-SCHEMA_VERSION = 1
 #: The schedule counts as kept when at least this fraction of the target rate was sent.
 SCHEDULE_TOLERANCE = 0.97
 
@@ -88,14 +93,14 @@ def split_cpus() -> tuple[set[int] | None, set[int] | None]:
     return {cpus[0]}, set(cpus[1:])
 
 
-def run_plan(plan: RunPlan, progress: Progress | None = None) -> list[dict[str, Any]]:
+def run_plan(plan: RunPlan, progress: Progress | None = None) -> list[LoadTestResult]:
     """One result per pattern (a single result for a --target), in order.
 
     Stops early, keeping what it measured, when a run is interrupted.
     """
     progress = progress or NoProgress()
     machine = describe_machine()
-    results: list[dict[str, Any]] = []
+    results: list[LoadTestResult] = []
     labels = ["target"] if plan.mode == "target" else list(plan.patterns)
     for label in labels:
         try:
@@ -111,7 +116,7 @@ def run_plan(plan: RunPlan, progress: Progress | None = None) -> list[dict[str, 
     return results
 
 
-def _run_one(label: str, plan: RunPlan, progress: Progress) -> dict[str, Any]:
+def _run_one(label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
     if plan.mode == "inprocess":
         return _run_async(_drive_in_process(label, plan, progress))
     if plan.mode == "target":
@@ -130,7 +135,7 @@ def _run_one(label: str, plan: RunPlan, progress: Progress) -> dict[str, Any]:
     return result
 
 
-async def _drive_http(url: str, label: str, plan: RunPlan, progress: Progress) -> dict[str, Any]:
+async def _drive_http(url: str, label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
     host, port, base = parse_url(url)
     channels = [HttpChannel(host, port, base) for _ in range(plan.load.concurrency)]
     probe = HttpMetricsProbe(host, port, base)
@@ -142,7 +147,7 @@ async def _drive_http(url: str, label: str, plan: RunPlan, progress: Progress) -
             channel.close()
 
 
-async def _drive_in_process(label: str, plan: RunPlan, progress: Progress) -> dict[str, Any]:
+async def _drive_in_process(label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
     setup = plan.setup
     backend = wrap_backend(SimulatedBackend(setup.database), setup.resilience)
     pattern = create_pattern(label, backend, setup.patterns)
@@ -163,10 +168,10 @@ async def _measure(
     label: str,
     plan: RunPlan,
     channels: Sequence[Channel],
-    probe: Callable[[], Any],
+    probe: Callable[[], StateSample | Awaitable[StateSample]],
     progress: Progress,
     target: str | None,
-) -> dict[str, Any]:
+) -> LoadTestResult:
     load = plan.load
     engine = Engine(
         channels,
@@ -191,6 +196,8 @@ async def _measure(
             await sampler.stop()
             progress.end()
     duration = time.perf_counter() - recorder.started
+    # RunSummary has exactly the keys RunRecorder.summary writes, none of LoadTestResult's
+    # optional ones; mypy cannot know that of a TypedDict, which may hold more keys.
     return {
         "schema_version": SCHEMA_VERSION,
         "carebench_version": __version__,
@@ -198,11 +205,12 @@ async def _measure(
         "mode": plan.mode,
         "loop": load.loop,
         "target": target,
-        **recorder.summary(duration),
+        **recorder.summary(duration),  # type: ignore[typeddict-item]
         "open_loop": _open_loop_report(engine, schedule) if schedule else None,
         "server_samples": sampler.samples,
         "interrupted": engine.stopping,
         "config": _config_report(plan),
+        "server_metrics": None,
     }
 
 
@@ -244,7 +252,7 @@ def _tick(
     return asyncio.get_running_loop().create_task(tick())
 
 
-def _open_loop_report(engine: Engine, schedule: Schedule) -> dict[str, Any]:
+def _open_loop_report(engine: Engine, schedule: Schedule) -> OpenLoopReport:
     """Whether the arrival schedule was kept: the send rate achieved and the worst lag."""
     recorder = engine.recorder
     planned = schedule.rate
@@ -262,7 +270,7 @@ def _open_loop_report(engine: Engine, schedule: Schedule) -> dict[str, Any]:
     }
 
 
-def _config_report(plan: RunPlan) -> dict[str, Any]:
+def _config_report(plan: RunPlan) -> RunConfigReport:
     load = plan.load
     return {
         "requests": load.requests if load.duration is None else None,
@@ -335,10 +343,10 @@ def _stop_on_interrupt(engine: Engine) -> Any:
         loop.remove_signal_handler(signal.SIGINT)
 
 
-def _run_async(coroutine: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+def _run_async(coroutine: Awaitable[LoadTestResult]) -> LoadTestResult:
     import uvloop
 
-    async def main() -> dict[str, Any]:
+    async def main() -> LoadTestResult:
         return await coroutine
 
     return uvloop.run(main())

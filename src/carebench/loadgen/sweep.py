@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Literal, TypedDict
 
-from carebench.loadgen.machine import describe_machine
+from carebench.loadgen.machine import MachineDescription, describe_machine
+from carebench.loadgen.results import LoadTestResult
 from carebench.loadgen.runner import Progress, RunPlan, run_plan
 
 AXES = ("concurrency", "rate")
 SWEEP_SCHEMA_VERSION = 1
+
+
+class SweepDocument(TypedDict):
+    """What `carebench sweep --output` writes: every pattern's result at every level."""
+
+    schema_version: int
+    kind: Literal["sweep"]
+    #: concurrency (closed-loop clients) or rate (open-loop arrivals per second).
+    axis: str
+    levels: list[float]
+    duration_seconds: float
+    interrupted: bool
+    machine: MachineDescription
+    #: One per pattern per level, each with its `level`.
+    results: list[LoadTestResult]
 
 
 def level_plan(plan: RunPlan, axis: str, level: float, duration: float) -> RunPlan:
@@ -29,9 +45,9 @@ def run_sweep(
     levels: Sequence[float],
     duration: float,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> SweepDocument:
     """A sweep document: one result per pattern per level, each tagged with its level."""
-    results: list[dict[str, Any]] = []
+    results: list[LoadTestResult] = []
     interrupted = False
     for level in levels:
         for result in run_plan(level_plan(plan, axis, level, duration), progress):

@@ -9,8 +9,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from carebench.loadgen.results import LoadTestResult
+from carebench.loadgen.sweep import SweepDocument
 from carebench.report import plots
-from carebench.report.terminal import detail_block, summary_table, winner_lines
+from carebench.report.terminal import LEGEND, detail_block, load_line, summary_table, winner_lines
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1250px; color: #222; }
@@ -22,22 +24,25 @@ th { background: #f3f3f3; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .note { background: #fff4d6; border-left: 4px solid #f2a900; padding: 0.5rem 0.8rem; }
 .winner { font-weight: 600; }
+.legend { color: #555; font-size: 0.9em; }
 pre { background: #f7f7f7; padding: 0.6rem; overflow-x: auto; }
 img { max-width: 100%; display: block; margin: 0.5rem 0; }
 """
 
 
-def render_html(results: Sequence[dict[str, Any]]) -> str:
+def render_html(results: Sequence[LoadTestResult]) -> str:
     """The HTML report of a `carebench loadtest` run (one result per pattern)."""
     results = list(results)
-    names = ", ".join(str(r["pattern"]) for r in results)
+    names = ", ".join(r["pattern"] for r in results)
     body = [
         f"<h1>carebench load test: {escape(names)}</h1>",
         _notes_html(results),
         _machine_section(results),
         _config_section(results),
         "<h2>Summary</h2>",
+        f"<p>{escape(load_line(results[0]))}</p>" if results else "",
         _summary(results),
+        f'<p class="legend">{escape(LEGEND)}</p>',
         _winner(results),
         "<h2>Latency by percentile</h2>",
         _image(plots.latency_spectrum_png(results), "latency percentile spectrum"),
@@ -51,16 +56,16 @@ def render_html(results: Sequence[dict[str, Any]]) -> str:
     return _page(f"carebench load test: {names}", body)
 
 
-def write_html(results: Sequence[dict[str, Any]], path: str | Path) -> None:
+def write_html(results: Sequence[LoadTestResult], path: str | Path) -> None:
     """Write the report of `results` to `path`."""
     Path(path).write_text(render_html(results), encoding="utf-8")
 
 
-def render_sweep_html(sweep: dict[str, Any]) -> str:
+def render_sweep_html(sweep: SweepDocument) -> str:
     """The HTML report of a `carebench sweep` document: the sweep chart and one table per level."""
-    axis = str(sweep.get("axis", "level"))
-    results = list(sweep["results"])
-    levels = sweep.get("levels") or sorted({r["level"] for r in results})
+    axis = sweep["axis"]
+    results = sweep["results"]
+    levels = sweep["levels"]
     body = [
         f"<h1>carebench sweep over {escape(axis)}</h1>",
         _notes_html(results),
@@ -77,7 +82,7 @@ def render_sweep_html(sweep: dict[str, Any]) -> str:
     return _page(f"carebench sweep over {axis}", body)
 
 
-def write_sweep_html(sweep: dict[str, Any], path: str | Path) -> None:
+def write_sweep_html(sweep: SweepDocument, path: str | Path) -> None:
     """Write the report of a sweep document to `path`."""
     Path(path).write_text(render_sweep_html(sweep), encoding="utf-8")
 
@@ -102,7 +107,7 @@ def _image(png: bytes, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
 
 
-def _summary(results: list[dict[str, Any]]) -> str:
+def _summary(results: Sequence[LoadTestResult]) -> str:
     """The terminal's summary table (same columns, same formatting) as an HTML table."""
     table = summary_table(results)
     head = "".join(f"<th>{escape(str(c.header))}</th>" for c in table.columns)
@@ -115,7 +120,7 @@ def _summary(results: list[dict[str, Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _winner(results: list[dict[str, Any]]) -> str:
+def _winner(results: Sequence[LoadTestResult]) -> str:
     lines = winner_lines(results)
     if not lines:
         return ""
@@ -124,20 +129,20 @@ def _winner(results: list[dict[str, Any]]) -> str:
     return f'<p class="winner">{escape(first)}</p>' + (f"<ul>{items}</ul>" if items else "")
 
 
-def notes(results: Sequence[dict[str, Any]]) -> list[str]:
+def notes(results: Sequence[LoadTestResult]) -> list[str]:
     """Why some numbers need care: in-process runs, interrupted runs, schedules not kept."""
     found = []
-    if any(r.get("mode") == "inprocess" for r in results):
+    if any(r["mode"] == "inprocess" for r in results):
         found.append(
             "Measured in-process (no HTTP, no server process): the numbers leave out the "
             "network and server overhead and are not comparable with HTTP runs."
         )
     for r in results:
         where = _where(r)
-        if r.get("interrupted"):
+        if r["interrupted"]:
             found.append(f"{where} was interrupted: its results are partial.")
-        open_loop = r.get("open_loop")
-        if open_loop and not open_loop.get("schedule_kept", True):
+        open_loop = r["open_loop"]
+        if open_loop and not open_loop["schedule_kept"]:
             found.append(
                 f"{where}: the load generator could not keep the open-loop schedule "
                 f"(target {open_loop['target_rate']:g}/s, achieved "
@@ -147,33 +152,32 @@ def notes(results: Sequence[dict[str, Any]]) -> list[str]:
     return found
 
 
-def _where(result: dict[str, Any]) -> str:
+def _where(result: LoadTestResult) -> str:
     level = f" at level {result['level']:g}" if "level" in result else ""
     return f"{result['pattern']}{level}"
 
 
-def _notes_html(results: list[dict[str, Any]]) -> str:
+def _notes_html(results: Sequence[LoadTestResult]) -> str:
     return "".join(f'<p class="note">{escape(note)}</p>' for note in notes(results))
 
 
-def _machine_section(results: list[dict[str, Any]]) -> str:
-    machine = next((r["machine"] for r in results if r.get("machine")), None)
+def _machine_section(results: Sequence[LoadTestResult]) -> str:
+    machine = next((r["machine"] for r in results if "machine" in r), None)
     if not machine:
         return ""
-    memory = machine.get("memory_bytes")
-    packages = machine.get("packages") or {}
+    memory = machine["memory_bytes"]
     rows = {
-        "CPU": f"{machine.get('cpu_model', '?')} ({machine.get('cores', '?')} cores)",
+        "CPU": f"{machine['cpu_model']} ({machine['cores'] or '?'} cores)",
         "memory": f"{memory / 2**30:.1f} GiB" if memory else "?",
-        "OS": machine.get("os", "?"),
-        "Python": machine.get("python", "?"),
-        "packages": ", ".join(f"{name} {version}" for name, version in packages.items()),
-        "date": machine.get("date", "?"),
+        "OS": machine["os"],
+        "Python": machine["python"],
+        "packages": ", ".join(f"{name} {version}" for name, version in machine["packages"].items()),
+        "date": machine["date"],
     }
     return "<h2>Machine</h2>" + _key_value_table(rows)
 
 
-def _config_section(results: list[dict[str, Any]], fixed: dict[str, str] | None = None) -> str:
+def _config_section(results: Sequence[LoadTestResult], fixed: dict[str, str] | None = None) -> str:
     """Settings shared by every run in one table; any that differ, side by side per run.
     `fixed` overrides settings for all runs (a sweep's axis: the list of levels)."""
     configs = [{**_settings(r), **(fixed or {})} for r in results]
@@ -195,12 +199,12 @@ def _config_section(results: list[dict[str, Any]], fixed: dict[str, str] | None 
     return "".join(parts)
 
 
-def _settings(result: dict[str, Any]) -> dict[str, Any]:
-    settings = {"mode": result.get("mode"), "loop": result.get("loop")}
+def _settings(result: LoadTestResult) -> dict[str, Any]:
+    settings: dict[str, Any] = {"mode": result["mode"], "loop": result["loop"]}
     # Servers the load test starts itself listen on random ports: only a --target is a setting.
-    if result.get("mode") == "target":
-        settings["target"] = result.get("target")
-    return {**settings, **(result.get("config") or {})}
+    if result["mode"] == "target":
+        settings["target"] = result["target"]
+    return {**settings, **result["config"]}
 
 
 def _key_value_table(rows: dict[str, Any]) -> str:

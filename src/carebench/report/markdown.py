@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Any
 
+from carebench.loadgen.results import LoadTestResult, RunConfigReport
 from carebench.report.compare import choose_winner
+from carebench.report.documents import read_results, read_sweep
 from carebench.report.sweep import success_p99, sweep_lines
+from carebench.report.terminal import COLUMNS
 
 SCENARIO = re.compile(r"loadtest-(?P<profile>[a-z]+)-(?P<kind>[chr])(?P<level>\d+)\.json")
 #: File-name kinds: c = closed loop, h = closed loop honouring Retry-After, r = open loop.
@@ -47,7 +48,7 @@ CLIENT_INTRO = (
 )
 
 
-def _scenarios(directory: Path) -> dict[str, list[dict[str, Any]]]:
+def _scenarios(directory: Path) -> dict[str, list[LoadTestResult]]:
     found = []
     for path in directory.glob("loadtest-*.json"):
         match = SCENARIO.fullmatch(path.name)
@@ -55,14 +56,15 @@ def _scenarios(directory: Path) -> dict[str, list[dict[str, Any]]]:
             key = (match["profile"] != "realistic", match["kind"], int(match["level"]))
             load = KINDS[match["kind"]].format(match["level"])
             found.append((key, f"{match['profile']} database, {load}", path))
-    return {name: json.loads(path.read_text()) for _, name, path in sorted(found)}
+    return {name: read_results(path) for _, name, path in sorted(found)}
 
 
-def _machine(scenarios: dict[str, list[dict[str, Any]]]) -> str:
-    if not scenarios:
+def _machine(scenarios: dict[str, list[LoadTestResult]]) -> str:
+    first = next(iter(scenarios.values()), [])
+    machine = first[0].get("machine") if first else None
+    if not machine:
         return ""
-    machine = next(iter(scenarios.values()))[0]["machine"]
-    memory = machine.get("memory_bytes") or 0
+    memory = machine["memory_bytes"] or 0
     packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
     return (
         "## Machine\n\n"
@@ -74,7 +76,7 @@ def _machine(scenarios: dict[str, list[dict[str, Any]]]) -> str:
     )
 
 
-def _analysis(scenarios: dict[str, list[dict[str, Any]]], directory: Path) -> str:
+def _analysis(scenarios: dict[str, list[LoadTestResult]], directory: Path) -> str:
     lines = [
         "## Analysis\n",
         "Read off the runs below by the generator, not written by hand. How to read them: "
@@ -88,7 +90,7 @@ def _analysis(scenarios: dict[str, list[dict[str, Any]]], directory: Path) -> st
         lines.append(f"- **{name}**: {_verdict(results)}")
     sweep = directory / "sweep.json"
     if sweep.exists():
-        lines += [f"- Sweep: {line}" for line in sweep_lines(json.loads(sweep.read_text()))]
+        lines += [f"- Sweep: {line}" for line in sweep_lines(read_sweep(sweep))]
     for path, pattern in (
         (directory / "overhead.txt", r"median req/s: .*"),
         (directory / "client_vs_wrk.txt", r".*ratio: our client / wrk = .*"),
@@ -107,20 +109,14 @@ def _analysis(scenarios: dict[str, list[dict[str, Any]]], directory: Path) -> st
     return "\n".join(lines) + "\n"
 
 
-def _verdict(results: list[dict[str, Any]]) -> str:
+def _verdict(results: list[LoadTestResult]) -> str:
     verdict = choose_winner(results)
     if verdict is None:
         return "no pattern succeeded"
-    by_name = {r["pattern"]: r for r in results}
-    best = by_name[verdict.winner]
-    how = (
-        "near-tie on goodput, decided by the p99"
-        if "within" in verdict.reason
-        else "highest goodput"
-    )
+    how = "near-tie on goodput, decided by the p99" if verdict.tie else "highest goodput"
     text = (
-        f"{verdict.winner} wins ({how}): {best['goodput_per_second']:.1f} successful req/s, "
-        f"p99 of successes {best['success_latency_ms']['p99']:.0f} ms."
+        f"{verdict.winner} wins ({how}): {verdict.goodput:.1f} successful req/s, "
+        f"p99 of successes {verdict.p99_ms:.0f} ms."
     )
     worst = min(results, key=lambda r: r["goodput_per_second"])
     text += (
@@ -142,7 +138,7 @@ def _verdict(results: list[dict[str, Any]]) -> str:
     return text
 
 
-def _scenario(name: str, results: list[dict[str, Any]], docs: Path) -> str:
+def _scenario(name: str, results: list[LoadTestResult], docs: Path) -> str:
     from carebench.report.plots import latency_spectrum_png
 
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -156,18 +152,18 @@ def _scenario(name: str, results: list[dict[str, Any]], docs: Path) -> str:
     )
 
 
-def _command(config: dict[str, Any]) -> str:
+def _command(config: RunConfigReport) -> str:
     """The loadtest command line that produced a result (its non-default settings)."""
     words = ["carebench loadtest", f"--concurrency {config['concurrency']}"]
-    if config.get("rate"):
+    if config["rate"]:
         words.append(f"--rate {config['rate']:g}")
-    if config.get("duration"):
+    if config["duration"]:
         words.append(f"--duration {config['duration']:g}")
     else:
         words.append(f"--requests {config['requests']}")
-    if config.get("warmup"):
+    if config["warmup"]:
         words.append(f"--warmup {config['warmup']:g}")
-    if config.get("honor_retry_after"):
+    if config["honor_retry_after"]:
         words.append("--honor-retry-after")
     return " ".join(words + _profile_args(config["server_args"]))
 
@@ -181,28 +177,25 @@ def _profile_args(server_args: list[str]) -> list[str]:
     ]
 
 
-def _results_table(results: list[dict[str, Any]]) -> str:
-    header = (
-        "| pattern | req/s | goodput/s | p50 ms | p99 ms | p99 ok ms | max ms | errors % "
-        "| rejected % | rejected in (p50 ms) |\n|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    rows = []
+def _results_table(results: list[LoadTestResult]) -> str:
+    """The terminal's comparison columns, plus how fast refusals came back."""
+    headers = [column.header for column in COLUMNS] + ["rejected in (p50 ms)"]
+    lines = [_row(headers), _row(["---"] * len(headers))]
     for r in results:
-        lat = r["latency_ms"]
-        rows.append(
-            f"| {r['pattern']} | {r['requests_per_second']:.1f} | {r['goodput_per_second']:.1f} "
-            f"| {lat['median']:.1f} | {lat['p99']:.1f} | {r['success_latency_ms']['p99']:.1f} "
-            f"| {lat['max']:.1f} | {r['error_rate_percent']:.2f} "
-            f"| {r['rejection_rate_percent']:.2f} | {r['rejection_latency_ms']['median']:.2f} |"
-        )
-    return header + "\n".join(rows) + "\n"
+        cells = [column.cell(r) for column in COLUMNS]
+        lines.append(_row([*cells, f"{r['rejection_latency_ms']['median']:.2f}"]))
+    return "\n".join(lines) + "\n"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def _sweep(directory: Path, docs: Path) -> str:
     path = directory / "sweep.json"
     if not path.exists():
         return ""
-    sweep = json.loads(path.read_text())
+    sweep = read_sweep(path)
     from carebench.report.plots import sweep_png
 
     (docs / "sweep.png").write_bytes(sweep_png(sweep))
@@ -210,7 +203,7 @@ def _sweep(directory: Path, docs: Path) -> str:
         "| pattern | " + " | ".join(f"{level:g}" for level in sweep["levels"]) + " |",
         "|---|" + "---|" * len(sweep["levels"]),
     ]
-    series: dict[str, dict[float, dict[str, Any]]] = {}
+    series: dict[str, dict[float, LoadTestResult]] = {}
     for r in sweep["results"]:
         series.setdefault(r["pattern"], {})[r["level"]] = r
     for name, points in series.items():
@@ -224,7 +217,7 @@ def _sweep(directory: Path, docs: Path) -> str:
     return (
         f"## Sweep over {sweep['axis']}\n\n"
         f"`carebench sweep --{sweep['axis']} {','.join(f'{x:g}' for x in sweep['levels'])} "
-        f"--duration {sweep.get('duration_seconds', 5):g} --warmup 1 --seed 1 "
+        f"--duration {sweep['duration_seconds']:g} --warmup 1 --seed 1 "
         "--png docs/sweep.png`\n\n"
         "Goodput (successful req/s) / p99 of successes (ms) at each level:\n\n"
         + "\n".join(rows)

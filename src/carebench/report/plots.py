@@ -5,16 +5,16 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, NullFormatter, NullLocator
 
-from carebench.loadgen.results import OUTCOMES
-
-#: Resolution of every chart: readable in a browser, small enough to embed in HTML.
+from carebench.loadgen.results import OUTCOMES, LoadTestResult, Outcome, TimelinePoint
+from carebench.loadgen.sampler import ServerSample
+from carebench.loadgen.sweep import SweepDocument
 from carebench.report.sweep import (
     KNEE_FACTOR,
     goodput_peak,
@@ -23,12 +23,19 @@ from carebench.report.sweep import (
     sweep_series,
 )
 
+#: Resolution of every chart: readable in a browser, small enough to embed in HTML.
 DPI = 80
 #: Log axes cannot show zero; latencies below this (in ms) are drawn at this value.
 LOG_FLOOR_MS = 0.01
-#: A p99 this many times the p99 at the lowest offered load marks the "knee" of a sweep.
+SampleField = Literal["in_flight", "queued", "workers_busy", "db_active", "limit"]
 #: Server-sample fields drawn beside the client's timeline, in drawing order.
-SERVER_FIELDS = ("in_flight", "queued", "workers_busy", "db_active", "limit")
+SERVER_FIELDS: tuple[SampleField, ...] = (
+    "in_flight",
+    "queued",
+    "workers_busy",
+    "db_active",
+    "limit",
+)
 Panels = tuple[Axes, Axes, Axes]
 OUTCOME_COLOURS = {
     "success": "#4c9a2a",
@@ -76,14 +83,14 @@ def _no_data(axes: Axes, message: str) -> None:
     axes.set_yticks([])
 
 
-def latency_spectrum_png(results: Sequence[dict[str, Any]]) -> bytes:
+def latency_spectrum_png(results: Sequence[LoadTestResult]) -> bytes:
     """HdrHistogram-style percentile spectrum: latency (log ms) against 1/(1-p), per pattern."""
     figure = Figure(figsize=(8, 4.5), layout="constrained")
     axes = figure.add_subplot()
     farthest = 1e4
     for result in results:
         # The 100th percentile sits at infinity on this scale; the max is in the table.
-        points = [p for p in result.get("latency_spectrum") or [] if p["percentile"] < 100.0]
+        points = [p for p in result["latency_spectrum"] if p["percentile"] < 100.0]
         if not points:
             continue
         xs = [1.0 / (1.0 - p["percentile"] / 100.0) for p in points]
@@ -116,11 +123,11 @@ def _percentile_ticks(axes: Axes, farthest: float) -> None:
     axes.xaxis.set_minor_formatter(NullFormatter())
 
 
-def timeline_png(result: dict[str, Any]) -> bytes:
+def timeline_png(result: LoadTestResult) -> bytes:
     """One run over time: throughput and goodput, p50/p99, and the server's queue and in-flight."""
     figure = Figure(figsize=(8, 7), layout="constrained")
     rate, latency, server = figure.subplots(3, 1, sharex=True)
-    timeline = result.get("timeline") or []
+    timeline = result["timeline"]
     times = [point["t"] for point in timeline]
     rate.plot(times, [p["throughput"] for p in timeline], label="throughput", marker=".")
     rate.plot(times, [p["goodput"] for p in timeline], label="goodput", marker=".")
@@ -128,17 +135,21 @@ def timeline_png(result: dict[str, Any]) -> bytes:
     rate.set_title(_plain(f"{result['pattern']} over time"))
     _legend(rate, loc="upper left", bbox_to_anchor=(1.01, 1))
     _latency_over_time(latency, timeline)
-    _server_over_time(server, result.get("server_samples") or [])
+    _server_over_time(server, result["server_samples"])
     server.set_xlabel("seconds since the start of measurement")
     for axes in (rate, latency, server):
         axes.grid(True, alpha=0.3)
     return _png(figure)
 
 
-def _latency_over_time(axes: Axes, timeline: list[dict[str, Any]]) -> None:
+def _latency_over_time(axes: Axes, timeline: list[TimelinePoint]) -> None:
     # An interval with no completions has no percentiles; leave a gap instead of a fake zero.
-    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
-        points = [(p["t"], _log_ms(p[key])) for p in timeline if p.get(key) is not None]
+    series = (
+        ("p50", [(p["t"], p["p50_ms"]) for p in timeline]),
+        ("p99", [(p["t"], p["p99_ms"]) for p in timeline]),
+    )
+    for label, values in series:
+        points = [(t, _log_ms(ms)) for t, ms in values if ms is not None]
         if points:
             axes.plot(*zip(*points, strict=True), label=label, marker=".")
     if axes.lines:
@@ -147,9 +158,9 @@ def _latency_over_time(axes: Axes, timeline: list[dict[str, Any]]) -> None:
     _legend(axes, loc="upper left", bbox_to_anchor=(1.01, 1))
 
 
-def _server_over_time(axes: Axes, samples: list[dict[str, Any]]) -> None:
+def _server_over_time(axes: Axes, samples: list[ServerSample]) -> None:
     for name in SERVER_FIELDS:
-        points = [(s["t"], s[name]) for s in samples if s.get(name) is not None]
+        points = [(s["t"], s[name]) for s in samples if name in s]
         if points:
             axes.plot(*zip(*points, strict=True), label=name.replace("_", " "))
     if not axes.lines:
@@ -158,7 +169,7 @@ def _server_over_time(axes: Axes, samples: list[dict[str, Any]]) -> None:
     _legend(axes, loc="upper left", bbox_to_anchor=(1.01, 1))
 
 
-def outcomes_png(results: Sequence[dict[str, Any]]) -> bytes:
+def outcomes_png(results: Sequence[LoadTestResult]) -> bytes:
     """Stacked bars: the share of each outcome (success, rejected, errors) per pattern."""
     figure = Figure(figsize=(8, 1.6 + 0.6 * max(len(results), 1)), layout="constrained")
     axes = figure.add_subplot()
@@ -184,12 +195,12 @@ def outcomes_png(results: Sequence[dict[str, Any]]) -> bytes:
     return _png(figure)
 
 
-def _share(result: dict[str, Any], outcome: str) -> float:
-    total = result.get("total_requests") or 0
-    return 100.0 * result["outcomes"].get(outcome, 0) / total if total else 0.0
+def _share(result: LoadTestResult, outcome: Outcome) -> float:
+    total = result["total_requests"]
+    return 100.0 * result["outcomes"][outcome] / total if total else 0.0
 
 
-def sweep_png(sweep: dict[str, Any]) -> bytes:
+def sweep_png(sweep: SweepDocument) -> bytes:
     """Throughput (and goodput), p99 and rejection rate against offered load, per pattern,
     with each pattern's throughput peak and p99 knee marked."""
     figure = Figure(figsize=(15, 5), layout="constrained")
@@ -198,8 +209,8 @@ def sweep_png(sweep: dict[str, Any]) -> bytes:
     for index, (name, points) in enumerate(sweep_series(sweep).items()):
         _sweep_curves(panels, name, points, f"C{index % 10}")
         _mark_peak_and_knee(panels, points, f"C{index % 10}", index)
-    axis = str(sweep.get("axis", "level"))
-    _sweep_axes(panels, axis, [float(x) for x in sweep.get("levels") or []])
+    axis = sweep["axis"]
+    _sweep_axes(panels, axis, [float(x) for x in sweep["levels"]])
     figure.suptitle(_plain(f"Sweep over {axis}"))
     handles, labels = latency.get_legend_handles_labels()
     if handles:
@@ -207,7 +218,7 @@ def sweep_png(sweep: dict[str, Any]) -> bytes:
     return _png(figure)
 
 
-def _sweep_curves(panels: Panels, name: str, points: list[dict[str, Any]], colour: str) -> None:
+def _sweep_curves(panels: Panels, name: str, points: list[LoadTestResult], colour: str) -> None:
     rate, latency, rejected = panels
     levels = [float(r["level"]) for r in points]
     rate.plot(levels, [r["goodput_per_second"] for r in points], color=colour, marker="o")
@@ -218,7 +229,7 @@ def _sweep_curves(panels: Panels, name: str, points: list[dict[str, Any]], colou
 
 
 def _mark_peak_and_knee(
-    panels: Panels, points: list[dict[str, Any]], colour: str, slot: int
+    panels: Panels, points: list[LoadTestResult], colour: str, slot: int
 ) -> None:
     """Mark the peak and the knee; their labels (which name the level) sit in a column, one slot
     per pattern, because patterns often peak or bend at the same level and labels would collide."""

@@ -2,36 +2,34 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
-from typing import Any
 
 from rich.console import Console
 
-from carebench.report.export import CSV_COLUMNS, csv_rows
+from carebench.loadgen.results import LoadTestResult
+from carebench.loadgen.sweep import SweepDocument
 from carebench.report.terminal import summary_table, winner_lines
 
 #: The p99 "knee": the first level whose p99 exceeds this multiple of the lowest level's.
 KNEE_FACTOR = 2.0
 
 
-def sweep_series(sweep: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def sweep_series(sweep: SweepDocument) -> dict[str, list[LoadTestResult]]:
     """A sweep's results grouped by pattern (first-seen order), each sorted by level."""
-    series: dict[str, list[dict[str, Any]]] = {}
+    series: dict[str, list[LoadTestResult]] = {}
     for result in sweep["results"]:
-        series.setdefault(str(result["pattern"]), []).append(result)
+        series.setdefault(result["pattern"], []).append(result)
     return {
         name: sorted(points, key=lambda r: float(r["level"])) for name, points in series.items()
     }
 
 
-def success_p99(result: dict[str, Any]) -> float:
+def success_p99(result: LoadTestResult) -> float:
     """The p99 of successful responses: fast rejections would flatter the p99 of all."""
     return float(result["success_latency_ms"]["p99"])
 
 
-def goodput_peak(points: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def goodput_peak(points: Sequence[LoadTestResult]) -> LoadTestResult | None:
     """The result with the most successful responses per second (the lowest level wins a
     tie). Raw throughput would crown rejection storms: shed requests are answered fast."""
     if not points:
@@ -39,7 +37,7 @@ def goodput_peak(points: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     return max(points, key=lambda r: (r["goodput_per_second"], -float(r["level"])))
 
 
-def p99_knee(points: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def p99_knee(points: Sequence[LoadTestResult]) -> LoadTestResult | None:
     """The first result whose p99 of successes exceeds KNEE_FACTOR x the lowest level's."""
     if not points:
         return None
@@ -49,7 +47,7 @@ def p99_knee(points: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     return next((r for r in points[1:] if success_p99(r) > KNEE_FACTOR * baseline), None)
 
 
-def sweep_lines(sweep: dict[str, Any]) -> list[str]:
+def sweep_lines(sweep: SweepDocument) -> list[str]:
     """Per pattern: where its throughput peaked and where its p99 bent upwards."""
     unit = "clients" if sweep["axis"] == "concurrency" else "req/s offered"
     lines = []
@@ -72,7 +70,7 @@ def sweep_lines(sweep: dict[str, Any]) -> list[str]:
     return lines
 
 
-def print_sweep(sweep: dict[str, Any], console: Console) -> None:
+def print_sweep(sweep: SweepDocument, console: Console) -> None:
     """One comparison table (and winner) per level, then each pattern's peak and p99 knee."""
     axis = sweep["axis"]
     for level in sweep["levels"]:
@@ -89,13 +87,3 @@ def print_sweep(sweep: dict[str, Any], console: Console) -> None:
         console.print(line, highlight=False)
     if sweep.get("interrupted"):
         console.print("(interrupted: partial sweep)")
-
-
-def sweep_csv(sweep: dict[str, Any]) -> str:
-    """The loadtest CSV columns, one row per pattern per level, with the level first."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=("level", *CSV_COLUMNS))
-    writer.writeheader()
-    for result, row in zip(sweep["results"], csv_rows(sweep["results"]), strict=True):
-        writer.writerow({"level": result["level"], **row})
-    return out.getvalue()

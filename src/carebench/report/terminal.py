@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from carebench.loadgen.results import LoadTestResult, OpenLoopReport, PriorityClassResult
 from carebench.report.compare import choose_winner
 
 
-def detail_block(result: dict[str, Any]) -> str:
-    """The reference's result block for one pattern, plus goodput and the rejection latency."""
+def detail_block(result: LoadTestResult) -> str:
+    """The reference's result block for one pattern, goodput first, plus the rejection latency."""
     lat = result["latency_ms"]
     lines = [
         f"=== {result['pattern']} ({result['mode']}, {result['loop']} loop) ===",
@@ -21,8 +24,10 @@ def detail_block(result: dict[str, Any]) -> str:
         f"Errors:           {result['error_requests']}  {_breakdown(result)}",
         f"Rejected:         {result['rejected_requests']}",
         f"Duration:         {result['duration_seconds']:.2f}s",
-        f"Throughput:       {result['requests_per_second']:.1f} req/s "
-        f"(goodput {result['goodput_per_second']:.1f} req/s)",
+        f"Goodput:          {result['goodput_per_second']:.1f} successful req/s "
+        f"(p99 {result['success_latency_ms']['p99']:.1f} ms)",
+        f"Attempts:         {result['requests_per_second']:.1f} req/s "
+        "(every request sent, rejected ones included)",
         f"Latency (ms):     min {lat['min']:.1f}  mean {lat['mean']:.1f}  "
         f"median {lat['median']:.1f}  p95 {lat['p95']:.1f}  p99 {lat['p99']:.1f}  "
         f"max {lat['max']:.1f}",
@@ -32,24 +37,29 @@ def detail_block(result: dict[str, Any]) -> str:
     if result["rejected_requests"]:
         rej = result["rejection_latency_ms"]
         lines.append(f"Rejected in (ms): median {rej['median']:.2f}  p99 {rej['p99']:.2f}")
-    lines.extend(_open_loop_lines(result.get("open_loop")))
-    lines.extend(_priority_lines(result.get("by_priority")))
-    if result.get("interrupted"):
+    lines.extend(_open_loop_lines(result["open_loop"]))
+    lines.extend(_priority_lines(result["by_priority"]))
+    if result["interrupted"]:
         lines.append("(interrupted: partial results)")
     return "\n".join(lines)
 
 
-def _breakdown(result: dict[str, Any]) -> str:
+def _breakdown(result: LoadTestResult) -> str:
     outcomes = result["outcomes"]
     parts = [
-        f"{name.replace('_', ' ')} {outcomes[name]}"
-        for name in ("backend_error", "timeout", "client_error", "connection_error")
-        if outcomes.get(name)
+        f"{name.replace('_', ' ')} {count}"
+        for name, count in (
+            ("backend_error", outcomes["backend_error"]),
+            ("timeout", outcomes["timeout"]),
+            ("client_error", outcomes["client_error"]),
+            ("connection_error", outcomes["connection_error"]),
+        )
+        if count
     ]
     return f"({', '.join(parts)})" if parts else ""
 
 
-def _priority_lines(by_priority: dict[str, Any] | None) -> list[str]:
+def _priority_lines(by_priority: dict[str, PriorityClassResult] | None) -> list[str]:
     if not by_priority:
         return []
     lines = ["By priority:"]
@@ -65,7 +75,7 @@ def _priority_lines(by_priority: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _open_loop_lines(open_loop: dict[str, Any] | None) -> list[str]:
+def _open_loop_lines(open_loop: OpenLoopReport | None) -> list[str]:
     if not open_loop:
         return []
     raw = open_loop["uncorrected_latency_ms"]
@@ -83,46 +93,55 @@ def _open_loop_lines(open_loop: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def summary_table(results: list[dict[str, Any]]) -> Table:
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of the comparison table: its header and how a result fills it."""
+
+    header: str
+    cell: Callable[[LoadTestResult], str]
+
+
+#: The comparison's columns. The first two decide the winner (compare.choose_winner), so they
+#: come first; raw attempts and the latency of every response (fast refusals included) follow.
+COLUMNS = (
+    Column("pattern", lambda r: r["pattern"]),
+    Column("goodput/s", lambda r: f"{r['goodput_per_second']:.1f}"),
+    Column("p99 ok ms", lambda r: f"{r['success_latency_ms']['p99']:.1f}"),
+    Column("attempts/s", lambda r: f"{r['requests_per_second']:.1f}"),
+    Column("rejected %", lambda r: f"{r['rejection_rate_percent']:.2f}"),
+    Column("errors %", lambda r: f"{r['error_rate_percent']:.2f}"),
+    Column("p50 all ms", lambda r: f"{r['latency_ms']['median']:.1f}"),
+    Column("p95 all ms", lambda r: f"{r['latency_ms']['p95']:.1f}"),
+    Column("p99 all ms", lambda r: f"{r['latency_ms']['p99']:.1f}"),
+    Column("max all ms", lambda r: f"{r['latency_ms']['max']:.1f}"),
+)
+#: What the columns mean, printed under the table.
+LEGEND = (
+    "goodput/s: successful responses per second; p99 ok: the p99 latency of those successes. "
+    "The winner has the most goodput, near-ties going to the lower p99 ok. attempts/s counts "
+    "every request sent, refused ones included; 'all' latencies include the fast refusals."
+)
+
+
+def summary_table(results: Sequence[LoadTestResult]) -> Table:
     table = Table(title="Comparison", title_justify="left")
-    for column in (
-        "pattern",
-        "req/s",
-        "goodput/s",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "max ms",
-        "errors %",
-        "rejected %",
-        "p99 ok ms",
-    ):
-        table.add_column(column, justify="left" if column == "pattern" else "right")
-    for r in results:
-        lat = r["latency_ms"]
-        table.add_row(
-            str(r["pattern"]),
-            f"{r['requests_per_second']:.1f}",
-            f"{r['goodput_per_second']:.1f}",
-            f"{lat['median']:.1f}",
-            f"{lat['p95']:.1f}",
-            f"{lat['p99']:.1f}",
-            f"{lat['max']:.1f}",
-            f"{r['error_rate_percent']:.2f}",
-            f"{r['rejection_rate_percent']:.2f}",
-            f"{r['success_latency_ms']['p99']:.1f}",
-        )
+    for column in COLUMNS:
+        table.add_column(column.header, justify="left" if column is COLUMNS[0] else "right")
+    for result in results:
+        table.add_row(*(column.cell(result) for column in COLUMNS))
     return table
 
 
-def winner_lines(results: list[dict[str, Any]]) -> list[str]:
+def winner_lines(results: Sequence[LoadTestResult]) -> list[str]:
     verdict = choose_winner(results)
     if verdict is None:
         return []
     lines = [f"Winner: {verdict.winner}: {verdict.reason}"]
-    for other, ratio in verdict.ratios.items():
-        goodput = f"{ratio['goodput']:.2f}x its goodput" if ratio["goodput"] else "goodput n/a"
-        lines.append(f"  vs {other}: {goodput}, {_p99_phrase(ratio['p99'])}")
+    for rival in verdict.rivals:
+        goodput = (
+            f"{rival.goodput_ratio:.2f}x its goodput" if rival.goodput_ratio else "goodput n/a"
+        )
+        lines.append(f"  vs {rival.pattern}: {goodput}, {_p99_phrase(rival.p99_ratio)}")
     return lines
 
 
@@ -135,12 +154,54 @@ def _p99_phrase(ratio: float | None) -> str:
     return f"but {1 / ratio:.2f}x higher p99"
 
 
+def load_line(result: LoadTestResult) -> str:
+    """The load a run applied, in one line: loop, clients or rate, how long, against what."""
+    config = result["config"]
+    if result["loop"] == "open":
+        load = (
+            f"open loop, {config['rate']:g} arrivals/s ({config['arrivals']}) over at most "
+            f"{config['concurrency']} connections"
+        )
+    elif config["honor_retry_after"]:
+        load = f"closed loop, {config['concurrency']} clients honouring Retry-After"
+    else:
+        load = f"closed loop, {config['concurrency']} clients re-sending refused requests at once"
+    if config["duration"] is not None:
+        load += f", {config['duration']:g} s"
+    else:
+        load += f", {config['requests']} requests"
+    if config["warmup"]:
+        load += f" after a {config['warmup']:g} s warm-up"
+    return f"load: {load}; {_destination(result)}"
+
+
+def _destination(result: LoadTestResult) -> str:
+    """Where the load went: a server per pattern, in-process, or a target; and the database."""
+    if result["mode"] == "target":
+        where = f"against {result['target']}"
+    elif result["mode"] == "inprocess":
+        where = "in-process (no HTTP)"
+    else:
+        where = "a server per pattern over HTTP"
+    backend: dict[str, Any] = (result["server_metrics"] or {}).get("backend") or {}
+    if backend.get("backend") == "simulator":
+        pool = backend.get("pool_size")
+        size = f", pool of {pool}" if pool else ""
+        where += f", simulated database ({backend.get('profile')}{size})"
+    elif backend.get("backend"):
+        where += f", {backend['backend']} database"
+    return where
+
+
 #: Runs shorter than this give rates too noisy to compare (e.g. a closed-loop request budget
 #: burnt through by fast rejections).
 MIN_TRUSTED_SECONDS = 2.0
+#: A closed loop in which a pattern refused more than this share of attempts was mostly
+#: measuring how fast clients re-send, unless they honoured Retry-After.
+STORM_REJECTION_PERCENT = 50.0
 
 
-def short_run_warning(results: list[dict[str, Any]]) -> str | None:
+def short_run_warning(results: Sequence[LoadTestResult]) -> str | None:
     short = [r["pattern"] for r in results if r["duration_seconds"] < MIN_TRUSTED_SECONDS]
     if not short:
         return None
@@ -150,19 +211,42 @@ def short_run_warning(results: list[dict[str, Any]]) -> str | None:
     )
 
 
-def print_report(results: list[dict[str, Any]], console: Console) -> None:
+def rejection_storm_note(results: Sequence[LoadTestResult]) -> str | None:
+    """Closed-loop clients that re-send refusals at once turn shedding into a storm of
+    attempts: say so, so that nobody reads attempts/s as capacity."""
+    storms = [
+        r["pattern"]
+        for r in results
+        if r["loop"] == "closed"
+        and not r["config"]["honor_retry_after"]
+        and r["rejection_rate_percent"] > STORM_REJECTION_PERCENT
+    ]
+    if not storms:
+        return None
+    return (
+        f"NOTE: {', '.join(storms)} refused most attempts and the clients re-sent them at once, "
+        "so attempts/s measures that storm, not capacity; compare goodput/s, or rerun with "
+        "--honor-retry-after"
+    )
+
+
+def print_report(results: Sequence[LoadTestResult], console: Console) -> None:
+    """Each pattern's block, then what load was applied, the comparison and the winner."""
     for result in results:
         console.print(detail_block(result), highlight=False)
         console.print()
+    if results:
+        console.print(load_line(results[0]), highlight=False)
     if len(results) > 1:
         console.print(summary_table(results))
+        console.print(LEGEND, highlight=False)
     for line in winner_lines(results):
         console.print(line, highlight=False)
-    warning = short_run_warning(results)
-    if warning:
-        console.print(warning, highlight=False)
+    for note in (short_run_warning(results), rejection_storm_note(results)):
+        if note:
+            console.print(note, highlight=False)
     affinity = results[0].get("affinity") if results else None
-    if affinity and affinity.get("server"):
+    if affinity and affinity["server"]:
         console.print(
             f"CPUs: server on {affinity['server']}, load generator on {affinity['loadgen']}",
             highlight=False,
