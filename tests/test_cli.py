@@ -17,7 +17,7 @@ from carebench.cli.options import from_args, server_setup
 from carebench.cli.serve import ServeChoice
 from carebench.patterns.base import PatternConfig
 from carebench.resilience.config import ResilienceConfig
-from carebench.server.config import ServerConfig
+from carebench.server.setup import ServerSetup
 from carebench.settings import milliseconds, seconds
 
 
@@ -170,15 +170,15 @@ def test_valid_command_hands_configs_to_the_server(
     assert code == 0
     assert err == ""
     assert len(served) == 1
-    pattern, server, patterns, database, resilience = served[0]
+    pattern, setup = served[0]
     assert pattern == "naive"
-    assert isinstance(server, ServerConfig)
-    assert server.port == 0
-    assert patterns == PatternConfig(workers=4, queue_size=100)
-    assert isinstance(database, SimulatorConfig)
+    assert isinstance(setup, ServerSetup)
+    assert setup.server.port == 0
+    assert setup.patterns == PatternConfig(workers=4, queue_size=100)
+    database = setup.database
     assert (database.min_latency, database.max_latency) == (0.01, 0.01)
     assert (database.error_rate, database.profile) == (0.0, "ideal")
-    assert resilience == ResilienceConfig()
+    assert setup.resilience == ResilienceConfig()
 
 
 @pytest.mark.parametrize("text", ["50", "50ms", "0.05s", " 50 ms "])

@@ -82,7 +82,9 @@ def test_overload_shows_rejections_and_their_fast_latency() -> None:
     plan = RunPlan(
         patterns=["workerpool"],
         load=LoadConfig(requests=300, concurrency=60),
-        setup=exact_setup(SimulatorConfig(0.02, 0.02, 0.0, profile="ideal"), workers=2, queue_size=4),
+        setup=exact_setup(
+            SimulatorConfig(0.02, 0.02, 0.0, profile="ideal"), workers=2, queue_size=4
+        ),
     )
     (result,) = run_plan(plan)
     assert result["rejected_requests"] > 100
@@ -257,7 +259,9 @@ def test_honoring_retry_after_turns_a_rejection_storm_into_a_trickle() -> None:
     """Refused clients that wait Retry-After (1 s here) send a handful of requests, not a storm."""
     polite = LoadConfig(concurrency=10, duration=2.0, honor_retry_after=True)
     slow = SimulatorConfig(0.05, 0.05, 0.0, profile="ideal")
-    (result,) = run_plan(RunPlan(patterns=["semaphore"], load=polite, setup=exact_setup(slow, limit=2)))
+    (result,) = run_plan(
+        RunPlan(patterns=["semaphore"], load=polite, setup=exact_setup(slow, limit=2))
+    )
     assert 0 < result["rejected_requests"] <= 40
     assert result["success_requests"] > 0
     assert result["config"]["honor_retry_after"] is True

@@ -8,13 +8,12 @@ from typing import TextIO
 
 import pytest
 
-from carebench.backends.simulator import SimulatorConfig
 from carebench.errors import ConfigError
 from carebench.patterns.base import PatternConfig
-from carebench.resilience.config import ResilienceConfig
 from carebench.server import runner
 from carebench.server.config import ServerConfig
 from carebench.server.servers import SERVERS
+from carebench.server.setup import ServerSetup
 
 
 @pytest.mark.parametrize("name", SERVERS.names())
@@ -42,11 +41,10 @@ def test_serve_dispatches_to_the_chosen_server(monkeypatch: pytest.MonkeyPatch) 
         return 7
 
     monkeypatch.setattr(SERVERS, "load", lambda name: fake_serve if name == "granian" else None)
-    server = ServerConfig(server="granian")
-    patterns, database, resilience = PatternConfig(), SimulatorConfig(), ResilienceConfig()
+    setup = ServerSetup(ServerConfig(server="granian"), PatternConfig(workers=3))
     out: TextIO = sys.stderr
-    assert runner.serve("naive", server, patterns, database, resilience, out) == 7
-    assert calls == [("naive", server, patterns, database, resilience, out)]
+    assert runner.serve("naive", setup, out) == 7
+    assert calls == [("naive", setup, out)]
 
 
 def test_checking_a_server_name_imports_no_server() -> None:

@@ -36,5 +36,4 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     choice = from_args(ServeChoice, args)
-    setup = server_setup(args)
-    return serve(choice.pattern, setup.server, setup.patterns, setup.database, setup.resilience)
+    return serve(choice.pattern, server_setup(args))

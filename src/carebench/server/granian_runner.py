@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import functools
 import sys
-from dataclasses import dataclass
 from typing import TextIO
 
-from carebench.backends.simulator import SimulatorConfig
-from carebench.patterns.base import PatternConfig
-from carebench.resilience.config import ResilienceConfig
 from carebench.server.app import CareBenchApp
-from carebench.server.config import ServerConfig
+from carebench.server.setup import ServerSetup
 from carebench.server.startup import (
     StartupError,
     absorb_signals,
@@ -36,32 +32,14 @@ from carebench.server.startup import (
 TARGET = "carebench.server.granian_runner:load_worker_app"
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerApp:
-    """Everything the worker process builds its app from (picklable, for spawned workers)."""
-
-    pattern: str
-    server: ServerConfig
-    patterns: PatternConfig
-    database: SimulatorConfig
-    resilience: ResilienceConfig
-
-
-def load_worker_app(spec: WorkerApp) -> CareBenchApp:
+def load_worker_app(pattern: str, setup: ServerSetup) -> CareBenchApp:
     """Build the app in granian's worker; final stats print when the worker stops."""
-    app = build_app(spec.pattern, spec.server, spec.patterns, spec.database, spec.resilience)
+    app = build_app(pattern, setup)
     app.on_shutdown = lambda: print(final_stats(app), file=sys.stdout, flush=True)
     return app
 
 
-def serve_granian(
-    pattern: str,
-    server: ServerConfig,
-    patterns: PatternConfig,
-    database: SimulatorConfig,
-    resilience: ResilienceConfig | None,
-    out: TextIO,
-) -> int:
+def serve_granian(pattern: str, setup: ServerSetup, out: TextIO) -> int:
     """Serve until SIGINT/SIGTERM; the worker drains and prints final stats; the exit status."""
     try:
         from granian import Granian
@@ -72,10 +50,10 @@ def serve_granian(
             "--server granian needs granian: pip install 'carebench[granian]'"
         ) from None
     # granian binds by itself, so port 0 is resolved here to a port we can print.
+    server = setup.server
     port = server.port or free_port(server.host)
-    spec = WorkerApp(pattern, server, patterns, database, resilience or ResilienceConfig())
     if not server.quiet:
-        print("\n".join(banner_lines(pattern, server, patterns, database)), file=out)
+        print("\n".join(banner_lines(pattern, setup)), file=out)
     print(listening_line(url_of(server.host, port), pattern), file=out, flush=True)
     absorb_signals()
     granian = Granian(
@@ -90,7 +68,8 @@ def serve_granian(
         backlog=4096,
         log_level=LogLevels(server.log_level),
     )
-    # granian calls the loader in its worker process: the configs travel as its arguments
+    # granian calls the loader in its worker process: the settings travel as its arguments
     # (inherited on fork, pickled on spawn) instead of through the environment.
-    granian.serve(target_loader=functools.partial(load_worker_app, spec), wrap_loader=False)
+    loader = functools.partial(load_worker_app, pattern, setup)
+    granian.serve(target_loader=loader, wrap_loader=False)
     return 0

@@ -11,28 +11,23 @@ import socket
 from types import FrameType
 
 from carebench import __version__
-from carebench.backends.simulator import SimulatedBackend, SimulatorConfig
-from carebench.patterns.base import PatternConfig, create_pattern
-from carebench.resilience.config import ResilienceConfig, wrap_backend
+from carebench.backends.simulator import SimulatedBackend
+from carebench.patterns.base import create_pattern
+from carebench.resilience.config import wrap_backend
 from carebench.server.app import CareBenchApp
-from carebench.server.config import ServerConfig
+from carebench.server.setup import ServerSetup
 
 
 class StartupError(RuntimeError):
     """The server could not start (e.g. the port is taken); the message says why."""
 
 
-def build_app(
-    pattern: str,
-    server: ServerConfig,
-    patterns: PatternConfig,
-    database: SimulatorConfig,
-    resilience: ResilienceConfig | None = None,
-) -> CareBenchApp:
+def build_app(pattern: str, setup: ServerSetup) -> CareBenchApp:
     """The ASGI app: the simulated database, wrapped by resilience, behind `pattern`."""
-    backend = wrap_backend(SimulatedBackend(database), resilience or ResilienceConfig())
+    server = setup.server
+    backend = wrap_backend(SimulatedBackend(setup.database), setup.resilience)
     return CareBenchApp(
-        create_pattern(pattern, backend, patterns),
+        create_pattern(pattern, backend, setup.patterns),
         backend,
         request_timeout=server.request_timeout,
         drain_timeout=server.drain_timeout,
@@ -72,10 +67,9 @@ def url_of(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def banner_lines(
-    pattern: str, server: ServerConfig, patterns: PatternConfig, database: SimulatorConfig
-) -> list[str]:
+def banner_lines(pattern: str, setup: ServerSetup) -> list[str]:
     """The effective configuration, as the reference prints it at start-up."""
+    server, patterns, database = setup.server, setup.patterns, setup.database
     ms = 1000.0
     lines = [
         f"carebench {__version__} - healthcare API concurrency benchmark",

@@ -8,11 +8,9 @@ from typing import TextIO
 import uvicorn
 import uvloop
 
-from carebench.backends.simulator import SimulatorConfig
-from carebench.patterns.base import PatternConfig
-from carebench.resilience.config import ResilienceConfig
 from carebench.server.app import CareBenchApp
 from carebench.server.config import ServerConfig
+from carebench.server.setup import ServerSetup
 from carebench.server.startup import (
     StartupError,
     absorb_signals,
@@ -25,19 +23,13 @@ from carebench.server.startup import (
 )
 
 
-def serve_uvicorn(
-    pattern: str,
-    server: ServerConfig,
-    patterns: PatternConfig,
-    database: SimulatorConfig,
-    resilience: ResilienceConfig | None,
-    out: TextIO,
-) -> int:
+def serve_uvicorn(pattern: str, setup: ServerSetup, out: TextIO) -> int:
     """Serve until SIGINT/SIGTERM, drain, print final stats; the exit status."""
-    app = build_app(pattern, server, patterns, database, resilience)
+    server = setup.server
+    app = build_app(pattern, setup)
     sock = bind_socket(server.host, server.port)
     if not server.quiet:
-        print("\n".join(banner_lines(pattern, server, patterns, database)), file=out)
+        print("\n".join(banner_lines(pattern, setup)), file=out)
     host, port = sock.getsockname()[:2]
     print(listening_line(url_of(host, port), pattern), file=out, flush=True)
     uv_server = uvicorn.Server(uvicorn_config(app, server))
