@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from carebench.errors import ConfigError
+from carebench.models import DEFAULT_CLASS_TIMEOUTS
 from carebench.registry import check_choice
 from carebench.server.servers import SERVERS
 from carebench.settings import INT, SECONDS, SWITCH, setting
@@ -19,13 +20,22 @@ class ServerConfig:
     host: str = setting("127.0.0.1", "--host", "interface to listen on", forwarded=False)
     port: int = setting(8080, "--port", "port; 0 = any free port", INT, forwarded=False)
     request_timeout: float = setting(
-        5.0, "--request-timeout", "deadline of standard requests", SECONDS
+        DEFAULT_CLASS_TIMEOUTS["standard"],
+        "--request-timeout",
+        "deadline of standard requests",
+        SECONDS,
     )
     critical_timeout: float = setting(
-        2.0, "--critical-timeout", "deadline of X-Request-Priority: critical requests", SECONDS
+        DEFAULT_CLASS_TIMEOUTS["critical"],
+        "--critical-timeout",
+        "deadline of X-Request-Priority: critical requests",
+        SECONDS,
     )
     batch_timeout: float = setting(
-        30.0, "--batch-timeout", "deadline of X-Request-Priority: batch requests", SECONDS
+        DEFAULT_CLASS_TIMEOUTS["batch"],
+        "--batch-timeout",
+        "deadline of X-Request-Priority: batch requests",
+        SECONDS,
     )
     drain_timeout: float = setting(
         10.0,
