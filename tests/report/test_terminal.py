@@ -1,0 +1,98 @@
+"""The terminal report: what decides the winner comes first, and the load applied is stated."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from carebench.loadgen.results import LoadTestResult
+from carebench.report.terminal import (
+    detail_block,
+    load_line,
+    print_report,
+    rejection_storm_note,
+    summary_table,
+)
+from tests.report.conftest import make_result
+
+#: 1000 attempts/s, 90 % of them refused at once: goodput 100/s.
+STORM = make_result("shedder", rps=1000.0, p99=40.0, outcomes={"success": 20, "rejected": 180})
+
+
+def printed(results: list[LoadTestResult]) -> str:
+    console = Console(width=200, record=True, highlight=False)
+    print_report(results, console)
+    return console.export_text()
+
+
+def test_table_leads_with_goodput_and_the_p99_of_successes() -> None:
+    """Columns: pattern, goodput/s, p99 ok ms, then attempts/s; cells in that order."""
+    table = summary_table([STORM])
+    headers = [str(column.header) for column in table.columns]
+    assert headers[:4] == ["pattern", "goodput/s", "p99 ok ms", "attempts/s"]
+    row = [next(iter(column.cells)) for column in table.columns]
+    assert row[:5] == ["shedder", "100.0", "40.0", "1000.0", "90.00"]
+
+
+def test_detail_block_gives_goodput_before_attempts() -> None:
+    """The per-pattern block names goodput first and calls the raw rate attempts."""
+    block = detail_block(STORM)
+    assert "Goodput:          100.0 successful req/s (p99 40.0 ms)" in block
+    assert "Attempts:         1000.0 req/s" in block
+    assert block.index("Goodput:") < block.index("Attempts:")
+
+
+def test_load_line_for_a_closed_loop() -> None:
+    """Clients, whether they wait on refusals, duration, warm-up, and where the load went."""
+    polite = make_result(
+        config={
+            **make_result()["config"],
+            "concurrency": 100,
+            "requests": None,
+            "duration": 6.0,
+            "warmup": 1.0,
+            "honor_retry_after": True,
+        },
+        server_metrics={
+            "backend": {"backend": "simulator", "profile": "realistic", "pool_size": 10}
+        },
+    )
+    assert load_line(polite) == (
+        "load: closed loop, 100 clients honouring Retry-After, 6 s after a 1 s warm-up; "
+        "a server per pattern over HTTP, simulated database (realistic, pool of 10)"
+    )
+    eager = make_result(mode="inprocess")
+    assert load_line(eager) == (
+        "load: closed loop, 10 clients re-sending refused requests at once, 200 requests; "
+        "in-process (no HTTP)"
+    )
+
+
+def test_load_line_for_an_open_loop() -> None:
+    """An open loop states its arrival rate and the connections it may use."""
+    config = {**make_result()["config"], "rate": 250.0, "arrivals": "poisson", "duration": 10.0}
+    result = make_result(loop="open", mode="target", target="http://api:8000", config=config)
+    assert load_line(result) == (
+        "load: open loop, 250 arrivals/s (poisson) over at most 10 connections, 10 s; "
+        "against http://api:8000"
+    )
+
+
+def test_rejection_storm_is_pointed_out_unless_clients_wait() -> None:
+    """Most attempts refused and re-sent at once: a note says attempts/s is not capacity."""
+    note = rejection_storm_note([make_result("calm"), STORM])
+    assert note is not None and note.startswith("NOTE: shedder refused most attempts")
+    waited = make_result(
+        "shedder",
+        outcomes={"success": 20, "rejected": 180},
+        config={**make_result()["config"], "honor_retry_after": True},
+    )
+    assert rejection_storm_note([waited]) is None
+
+
+def test_report_states_the_load_then_the_table_then_the_winner() -> None:
+    """The load line precedes the comparison, which precedes the legend and the winner."""
+    text = printed([make_result("a", rps=50.0), STORM])
+    order = [text.index(mark) for mark in ("load: ", "Comparison", "goodput/s:", "Winner: ")]
+    assert order == sorted(order)
+    assert "Winner: shedder" in text
+    assert "NOTE: shedder" in text
