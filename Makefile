@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 
 # Time-bounded runs: with a request budget, patterns that reject fast burn through it in a
 # fraction of a second and their rates are noise (see README, "How to read the results").
+# Refused clients wait Retry-After, as real clients should: re-sending at once would turn every
+# shedding pattern into a rejection storm whose cost the server pays instead of serving.
 run: $(STAMP)
-	$(BIN)/carebench loadtest --duration 6 --warmup 1
+	$(BIN)/carebench loadtest --duration 6 --warmup 1 --honor-retry-after
 
 serve: $(STAMP)
 	$(BIN)/carebench serve
