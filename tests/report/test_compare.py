@@ -35,7 +35,10 @@ def test_near_tie_goes_to_the_lower_p99() -> None:
     )
     assert verdict is not None
     assert (verdict.winner, verdict.runner_up, verdict.tie) == ("steady", "best-goodput", True)
-    assert verdict.reason.startswith("goodput within 5% of the best; lowest p99")
+    assert verdict.reason == (
+        "near-tie on goodput with best-goodput (within 5%), won on the lower p99 of successes "
+        "(120.0 ms)"
+    )
 
 
 def test_rivals_carry_the_ratios() -> None:

@@ -42,8 +42,8 @@ class Verdict:
         """Why the winner won, in words."""
         if self.tie:
             return (
-                f"goodput within {TIE_FRACTION:.0%} of the best; lowest p99 of successes "
-                f"({self.p99_ms:.1f} ms)"
+                f"near-tie on goodput with {self.runner_up} (within {TIE_FRACTION:.0%}), won on "
+                f"the lower p99 of successes ({self.p99_ms:.1f} ms)"
             )
         return f"highest goodput ({self.goodput:.1f} successful req/s)"
 

@@ -113,7 +113,11 @@ def _verdict(results: list[LoadTestResult]) -> str:
     verdict = choose_winner(results)
     if verdict is None:
         return "no pattern succeeded"
-    how = "near-tie on goodput, decided by the p99" if verdict.tie else "highest goodput"
+    how = (
+        f"near-tie on goodput with {verdict.runner_up}, decided by the p99"
+        if verdict.tie
+        else "highest goodput"
+    )
     text = (
         f"{verdict.winner} wins ({how}): {verdict.goodput:.1f} successful req/s, "
         f"p99 of successes {verdict.p99_ms:.0f} ms."
