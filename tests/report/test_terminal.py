@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
+
 from rich.console import Console
 
-from carebench.loadgen.results import LoadTestResult
+from carebench.loadgen.results import LoadTestResult, OpenLoopReport, PriorityClassResult
 from carebench.report.terminal import (
+    BarProgress,
     detail_block,
     load_line,
     print_report,
     rejection_storm_note,
     summary_table,
+    winner_lines,
 )
 from tests.report.conftest import make_result
 
@@ -96,3 +100,61 @@ def test_report_states_the_load_then_the_table_then_the_winner() -> None:
     assert order == sorted(order)
     assert "Winner: shedder" in text
     assert "NOTE: shedder" in text
+
+
+def test_detail_block_reports_the_schedule_and_the_classes() -> None:
+    """Open-loop runs show the arrival rate kept (or a warning); --priorities runs each class."""
+    lag = make_result()["latency_ms"]
+    open_loop: OpenLoopReport = {
+        "target_rate": 200.0,
+        "arrivals": "constant",
+        "scheduled_requests": 2000,
+        "achieved_rate": 150.0,
+        "max_lag_ms": 80.0,
+        "schedule_kept": False,
+        "corrected": "latency_ms is measured from each request's intended send time",
+        "uncorrected_latency_ms": lag,
+    }
+    critical: PriorityClassResult = {
+        "total_requests": 10,
+        "outcomes": make_result()["outcomes"],
+        "success_rate_percent": 90.0,
+        "rejection_rate_percent": 10.0,
+        "success_latency_ms": lag,
+    }
+    block = detail_block(
+        make_result(open_loop=open_loop, by_priority={"critical": critical}, interrupted=True)
+    )
+    assert "Arrival rate:     target 200/s (constant), achieved 150.0/s" in block
+    assert "WARNING: the generator could not keep the schedule" in block
+    assert "  critical       10 requests  ok  90.00%  rejected  10.00%  p99 ok 50.0 ms" in block
+    assert block.endswith("(interrupted: partial results)")
+
+
+def test_report_warns_of_short_runs_and_names_the_cpus() -> None:
+    """A run under 2 s is flagged as noisy; pinned CPUs are listed at the end."""
+    short = make_result("quick", rps=1000.0, affinity={"server": [0], "loadgen": [1, 2]})
+    text = printed([short, make_result("slow")])
+    assert "WARNING: quick ran for under 2 s" in text
+    assert text.rstrip().endswith("CPUs: server on [0], load generator on [1, 2]")
+
+
+def test_p99_comparison_reads_both_ways() -> None:
+    """A rival with no successes has no p99 ratio; a faster rival is said to be faster."""
+    fast_rival = make_result("fast", rps=50.0, p99=10.0)
+    lines = winner_lines([make_result("a", rps=100.0, p99=50.0), fast_rival])
+    assert lines[1] == "  vs fast: 2.00x its goodput, but 5.00x higher p99"
+    idle = make_result("idle", p99=0.0, outcomes={"success": 0, "rejected": 200})
+    assert winner_lines([make_result("a"), idle])[1] == "  vs idle: goodput n/a, p99 n/a"
+
+
+def test_progress_bar_tracks_one_run_at_a_time() -> None:
+    """The bar gets a task per run, updates it, and removes it at the end."""
+    console = Console(file=io.StringIO(), force_terminal=False)
+    bar = BarProgress(console)
+    bar.begin("workerpool", total=6.0)
+    bar.update(3.0)
+    assert [task.completed for task in bar._progress.tasks] == [3.0]
+    bar.end()
+    assert bar._progress.tasks == []
+    bar.update(4.0)
