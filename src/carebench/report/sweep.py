@@ -85,5 +85,5 @@ def print_sweep(sweep: SweepDocument, console: Console) -> None:
         console.print()
     for line in sweep_lines(sweep):
         console.print(line, highlight=False)
-    if sweep.get("interrupted"):
+    if sweep["interrupted"]:
         console.print("(interrupted: partial sweep)")
