@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from carebench.cli.loadtest import selected_patterns
+from carebench.cli.loadtest import LoadTarget, selected_patterns
 from carebench.cli.options import (
     OutputFiles,
     add_serve_settings,
@@ -24,19 +23,6 @@ from carebench.loadgen.runner import RunPlan
 from carebench.loadgen.sweep import run_sweep
 from carebench.report.sweep import print_sweep
 from carebench.report.terminal import BarProgress
-from carebench.settings import setting
-
-
-@dataclass(frozen=True, slots=True)
-class SweepPatterns:
-    """Which patterns a sweep runs at each level."""
-
-    pattern: str = setting(
-        "all", "--pattern", "all, or comma-separated pattern names", metavar="all|NAME[,NAME...]"
-    )
-
-    def __post_init__(self) -> None:
-        selected_patterns(self.pattern)
 
 
 def register(commands: Any) -> None:
@@ -47,7 +33,7 @@ def register(commands: Any) -> None:
         "--concurrency N clients, or open loop at --rate R arrivals per second.",
     )
     add_settings(parser, SweepConfig, "levels")
-    add_settings(parser, SweepPatterns, "patterns")
+    add_settings(parser, LoadTarget, "patterns", only=("pattern",))
     add_settings(parser, LoadConfig, "clients", only=CLIENT_SETTINGS)
     add_serve_settings(parser, forwarded_only=True)
     add_settings(parser, OutputFiles, "output", only=("json", "output", "html", "png"))
@@ -61,7 +47,7 @@ def build(args: argparse.Namespace) -> tuple[RunPlan, SweepConfig]:
         LoadConfig, args, concurrency=sweep.connections, warmup=sweep.warmup,
         seed=setup.database.seed,
     )  # fmt: skip
-    patterns = from_args(SweepPatterns, args)
+    patterns = from_args(LoadTarget, args)
     plan = RunPlan(patterns=selected_patterns(patterns.pattern), load=load, setup=setup)
     return plan, sweep
 
