@@ -45,7 +45,7 @@ def _row(action: argparse.Action) -> str:
         default = item.setting.kind.show(item.default) if known else ""
         env = f"`{item.setting.env}`"
     flag = f"`{names} {value}`".replace(" `", "`") if value else f"`{names}`"
-    return f"| {flag} | {_cell(meaning)} | {_cell(default)} | {env} |"
+    return f"| {_cell(flag)} | {_cell(meaning)} | {_cell(default)} | {env} |"
 
 
 def _command_section(name: str, parser: argparse.ArgumentParser) -> list[str]:
