@@ -1,11 +1,13 @@
 """`serve --server granian`: the same app on granian (Rust HTTP, one worker process).
 
-Measured on this machine (benchmarks/overhead.sh, wrk -t1 -c64, server on one core): a raw
-ASGI hello-world does 1.3-1.7x uvicorn's rate on granian, but carebench's workerpool at zero
-database latency does 0.87-0.9x (13.3k against 15.2k req/s, medians of 3, BENCHMARKS.md).
-On uvicorn carebench reads the per-request `disconnected` flag to skip work for departed
-clients; granian exposes no such flag, so a watcher task per request eats what its faster
-HTTP layer saves. uvicorn therefore stays the default.
+Measured with benchmarks/overhead.sh (wrk -t1 -c64, server on one core, medians of 3): a raw
+ASGI hello-world does 1.3-1.7x uvicorn's rate on granian. For carebench's workerpool at zero
+database latency the answer depends on the machine: 0.87-0.9x uvicorn on an Intel Xeon
+(13.3k against 15.2k req/s, 2026-11-26) but 1.10x on an AMD EPYC (27.3k against 24.9k,
+2026-11-28, BENCHMARKS.md). On uvicorn carebench reads the per-request `disconnected` flag to
+skip work for departed clients; granian exposes no such flag, so it needs a watcher task per
+request. uvicorn stays the default until a side-by-side comparison on more than one machine
+says otherwise (issue 10, server performance).
 """
 
 from __future__ import annotations
