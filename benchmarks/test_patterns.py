@@ -148,8 +148,7 @@ def test_reference_latency_throughput(
 ) -> None:
     """Throughput at 50-100 ms matches Little's law: min(concurrency, capacity) / mean latency."""
     harness = make_harness(pattern_name, "reference", concurrency)
-    backend = harness.backend_config
-    mean_latency = (backend.min_latency + backend.max_latency) / 2
+    mean_latency = sum(harness.backend_config.resolved().latency_range) / 2
     capacity = harness.pattern.backend_concurrency
     busy = min(concurrency, capacity) if capacity is not None else concurrency
     expected = busy / mean_latency

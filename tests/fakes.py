@@ -63,5 +63,8 @@ class GatedBackend:
             "active_queries": 0,
         }
 
+    async def start(self) -> None:
+        """Nothing to open."""
+
     async def close(self) -> None:
         self.release()

@@ -154,8 +154,9 @@ def test_defaults_match_the_reference() -> None:
     assert from_args(ServeChoice, args).pattern == "workerpool"
     assert setup.server.port == 8080
     assert (setup.patterns.workers, setup.patterns.queue_size) == (20, 100)
-    assert (setup.database.min_latency, setup.database.max_latency) == (0.05, 0.1)
-    assert setup.database.error_rate == 0.05
+    database = setup.effective_database()
+    assert database.latency_range == (0.05, 0.1)
+    assert database.error_rate == 0.05
 
 
 def test_valid_command_hands_configs_to_the_server(

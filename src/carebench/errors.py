@@ -30,3 +30,12 @@ class ClientGone(Exception):
 
 class RateLimited(Rejected):
     """Refused by a rate limit (HTTP 429 with Retry-After), not by lack of capacity."""
+
+
+class PatientNotFound(Exception):
+    """The backend has no patient with that id (HTTP 404). Not a failure of the database."""
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot serve at all (unreachable, wrong password, unseeded); the message
+    names the problem and the fix."""

@@ -39,6 +39,9 @@ class FlakyBackend:
     def stats(self) -> BackendStats:
         return {"backend": self.name, "total_queries": self.calls, "total_errors": 0}
 
+    async def start(self) -> None:
+        """Nothing to open."""
+
     async def close(self) -> None:
         self.closed = True
 

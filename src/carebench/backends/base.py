@@ -9,8 +9,9 @@ from carebench.registry import Registry
 
 
 class BackendHealth(TypedDict):
-    """`/health`'s view of the backend, from counters only."""
+    """`/health`'s view of the backend, from counters and connection state only."""
 
+    #: healthy, degraded, or down (a real database that cannot be reached right now).
     status: str
     backend: str
     total_queries: int
@@ -75,14 +76,25 @@ class Backend(Protocol):
         """Counters and state for /metrics."""
         ...
 
+    async def start(self) -> None:
+        """Open connections or files; `BackendUnavailable` (naming the fix) when it cannot."""
+        ...
+
     async def close(self) -> None:
         """Release connections and files."""
         ...
 
 
-#: name -> "module:Class", imported only when chosen so optional drivers stay optional.
+#: name -> "module:Class", imported only when chosen so optional drivers (asyncpg) stay
+#: optional. Each class has `from_settings(BackendConfig, SimulatorConfig)` and `seed`.
 BACKENDS = Registry(
-    "--backend", "backend", {"simulator": "carebench.backends.simulator:SimulatedBackend"}
+    "--backend",
+    "backend",
+    {
+        "simulator": "carebench.backends.simulator:SimulatedBackend",
+        "sqlite": "carebench.backends.sqlite:SqliteBackend",
+        "postgres": "carebench.backends.postgres:PostgresBackend",
+    },
 )
 
 

@@ -111,6 +111,11 @@ _EPOCH = dt.date(1930, 1, 1)
 _LAST_VISIT_START = dt.date(2024, 1, 1)
 
 
+def patient_id_for(index: int) -> str:
+    """The id of the index-th synthetic patient: P00000, P00001, ..."""
+    return f"P{index:05d}"
+
+
 def _seed_for(patient_id: str) -> int:
     # A stable digest rather than hash(): str hashing is salted per process.
     return int.from_bytes(hashlib.blake2b(patient_id.encode(), digest_size=8).digest(), "big")

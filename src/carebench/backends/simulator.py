@@ -17,10 +17,12 @@ Profile `realistic` (the default) adds what makes real databases punish excess c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from carebench.backends.base import BackendHealth, BackendStats
 from carebench.backends.records import synthetic_patient
@@ -29,7 +31,13 @@ from carebench.models import Patient
 from carebench.registry import check_choice
 from carebench.settings import FLOAT, INT, MILLISECONDS, SECONDS, setting
 
+if TYPE_CHECKING:
+    from carebench.backends.config import BackendConfig
+
 PROFILES = ("realistic", "ideal")
+#: The reference's simulated database: 50-100 ms per query, 5 % of queries fail.
+SIMULATOR_LATENCY = (0.050, 0.100)
+SIMULATOR_ERROR_RATE = 0.05
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -38,9 +46,25 @@ Sleep = Callable[[float], Awaitable[None]]
 class SimulatorConfig:
     """Settings of the simulated database; latencies in seconds."""
 
-    min_latency: float = setting(0.050, "--min-latency", "minimum query latency", MILLISECONDS)
-    max_latency: float = setting(0.100, "--max-latency", "maximum query latency", MILLISECONDS)
-    error_rate: float = setting(0.05, "--error-rate", "probability a query fails", FLOAT)
+    min_latency: float | None = setting(
+        None,
+        "--min-latency",
+        "minimum query latency (default 50 ms on the simulator; on a real database, "
+        "extra latency injected into each query, default none)",
+        MILLISECONDS,
+    )
+    max_latency: float | None = setting(
+        None,
+        "--max-latency",
+        "maximum query latency (default 100 ms on the simulator, none added on a real database)",
+        MILLISECONDS,
+    )
+    error_rate: float | None = setting(
+        None,
+        "--error-rate",
+        "probability a query fails (default 0.05 on the simulator, 0 on a real database)",
+        FLOAT,
+    )
     profile: str = setting(
         "realistic",
         "--db-profile",
@@ -58,14 +82,14 @@ class SimulatorConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.min_latency < 0:
+        if self.min_latency is not None and self.min_latency < 0:
             raise ConfigError(f"--min-latency ({self.min_latency * 1000:g}) must be >= 0")
-        if self.min_latency > self.max_latency:
+        low, high = self.min_latency, self.max_latency
+        if low is not None and high is not None and low > high:
             raise ConfigError(
-                f"--min-latency ({self.min_latency * 1000:g}) must be <= "
-                f"--max-latency ({self.max_latency * 1000:g})"
+                f"--min-latency ({low * 1000:g}) must be <= --max-latency ({high * 1000:g})"
             )
-        if not 0.0 <= self.error_rate <= 1.0:
+        if self.error_rate is not None and not 0.0 <= self.error_rate <= 1.0:
             raise ConfigError(f"--error-rate ({self.error_rate:g}) must be between 0 and 1")
         check_choice("--db-profile", "profile", self.profile, PROFILES)
         if self.pool_size < 1:
@@ -76,6 +100,24 @@ class SimulatorConfig:
             raise ConfigError(f"--db-contention ({self.contention:g}) must be in [0, 1)")
         if self.coherency < 0:
             raise ConfigError(f"--db-coherency ({self.coherency:g}) must be >= 0")
+
+    def resolved(self, real: bool = False) -> SimulatorConfig:
+        """This config with the unset latency and error rate filled in: the reference's
+        50-100 ms and 5 % for the simulator, nothing injected for a real database."""
+        if real:
+            low = self.min_latency or 0.0
+            high = self.max_latency if self.max_latency is not None else low
+            errors = self.error_rate or 0.0
+        else:
+            low = SIMULATOR_LATENCY[0] if self.min_latency is None else self.min_latency
+            high = SIMULATOR_LATENCY[1] if self.max_latency is None else self.max_latency
+            errors = SIMULATOR_ERROR_RATE if self.error_rate is None else self.error_rate
+        return dataclasses.replace(self, min_latency=low, max_latency=high, error_rate=errors)
+
+    @property
+    def latency_range(self) -> tuple[float, float]:
+        """(min, max) latency in seconds, once resolved."""
+        return self.min_latency or 0.0, self.max_latency or 0.0
 
     @property
     def limited(self) -> bool:
@@ -102,7 +144,7 @@ class SimulatedBackend:
     name = "simulator"
 
     def __init__(self, config: SimulatorConfig | None = None, sleep: Sleep = asyncio.sleep):
-        self.config = config or SimulatorConfig()
+        self.config = (config or SimulatorConfig()).resolved()
         self._sleep = sleep
         self._rng = random.Random(self.config.seed)
         self._pool = asyncio.Semaphore(self.config.pool_size) if self.config.limited else None
@@ -145,9 +187,9 @@ class SimulatedBackend:
         self.active += 1
         self.peak_active = max(self.peak_active, self.active)
         try:
-            base = self._rng.uniform(cfg.min_latency, cfg.max_latency)
+            base = self._rng.uniform(*cfg.latency_range)
             await self._sleep(base * cfg.slowdown(self.active))
-            if self._rng.random() < cfg.error_rate:
+            if self._rng.random() < (cfg.error_rate or 0.0):
                 self.errors += 1
                 raise BackendError("simulated database error")
             return synthetic_patient(patient_id)
@@ -178,6 +220,17 @@ class SimulatedBackend:
             "waiting_for_connection": self.waiting,
             "pool_size": cfg.pool_size if cfg.limited else None,
         }
+
+    @classmethod
+    def from_settings(cls, backend: BackendConfig, database: SimulatorConfig) -> SimulatedBackend:
+        return cls(database)
+
+    @classmethod
+    async def seed(cls, backend: BackendConfig, patients: int) -> int:
+        raise ConfigError("the simulator needs no data: it makes up every record on request")
+
+    async def start(self) -> None:
+        """Nothing to open: the simulator holds no files or sockets."""
 
     async def close(self) -> None:
         """Nothing to release: the simulator holds no files or sockets."""

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from carebench import __version__
-from carebench.cli import demo, loadtest, report, serve, sweep
-from carebench.errors import ConfigError
+from carebench.cli import db, demo, loadtest, report, serve, sweep
+from carebench.errors import BackendUnavailable, ConfigError
 from carebench.loadgen.runner import TargetUnreachable
 from carebench.server.process import ServerProcessError
 from carebench.server.startup import StartupError
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"carebench {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     commands.required = True
-    for module in (serve, loadtest, sweep, report, demo):
+    for module in (serve, loadtest, sweep, report, demo, db):
         module.register(commands)
     return parser
 
@@ -43,7 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (StartupError, ServerProcessError, TargetUnreachable, OSError) as exc:
+    except (
+        StartupError,
+        ServerProcessError,
+        TargetUnreachable,
+        BackendUnavailable,
+        OSError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from carebench.backends.config import BackendConfig
 from carebench.backends.simulator import SimulatorConfig
 from carebench.patterns.base import PatternConfig
 from carebench.resilience.config import ResilienceConfig
@@ -100,7 +101,8 @@ def add_serve_settings(parser: argparse.ArgumentParser, *, forwarded_only: bool 
     add_settings(parser, ServerConfig, title, only)
     add_settings(parser, PatternConfig, "pattern")
     add_settings(parser, ResilienceConfig, "resilience (combines with any pattern)")
-    add_settings(parser, SimulatorConfig, "simulated database")
+    add_settings(parser, BackendConfig, "backend")
+    add_settings(parser, SimulatorConfig, "database (simulated, or injected into a real one)")
 
 
 def server_setup(args: argparse.Namespace) -> ServerSetup:
@@ -109,6 +111,7 @@ def server_setup(args: argparse.Namespace) -> ServerSetup:
         from_args(PatternConfig, args),
         from_args(SimulatorConfig, args),
         from_args(ResilienceConfig, args),
+        from_args(BackendConfig, args),
     )
 
 

@@ -30,6 +30,8 @@ def _cell(text: str) -> str:
 
 
 def _row(action: argparse.Action) -> str:
+    if isinstance(action, argparse._SubParsersAction):
+        return f"| `{action.metavar}` | one of: {', '.join(action.choices)} |  |  |"
     names = ", ".join(action.option_strings) or action.dest.upper()
     if action.nargs == 0:
         value = ""
@@ -63,13 +65,21 @@ def _command_section(name: str, parser: argparse.ArgumentParser) -> list[str]:
     return lines
 
 
+def _sections(name: str, parser: argparse.ArgumentParser) -> list[str]:
+    """This command's section, then one per action of a command with actions (db seed)."""
+    lines = _command_section(name, parser)
+    for action, subparser in _subcommands(parser).items():
+        lines += _sections(f"{name} {action}", subparser)
+    return lines
+
+
 def render(parser: argparse.ArgumentParser) -> str:
     """The whole reference as Markdown."""
     lines = [HEADER]
     commands = _subcommands(parser)
     lines += ["Commands: " + ", ".join(f"[`{name}`](#carebench-{name})" for name in commands), ""]
     for name, command in commands.items():
-        lines += _command_section(name, command)
+        lines += _sections(name, command)
     return "\n".join(lines).rstrip() + "\n"
 
 

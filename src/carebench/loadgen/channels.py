@@ -5,7 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from carebench.errors import BackendError, ClientGone, DeadlineExceeded, RateLimited, Rejected
+from carebench.errors import (
+    BackendError,
+    ClientGone,
+    DeadlineExceeded,
+    PatientNotFound,
+    RateLimited,
+    Rejected,
+)
 from carebench.loadgen.client import HttpConnection
 from carebench.models import Query
 from carebench.patterns.base import Pattern
@@ -89,6 +96,8 @@ class InProcessChannel:
             return 504
         except BackendError:
             return 500
+        except PatientNotFound:
+            return 404
         except ClientGone:
             return 499
         self._pattern.encoder.encode_patient(patient, query.request_id)

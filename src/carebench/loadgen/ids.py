@@ -7,6 +7,7 @@ import itertools
 import random
 from collections.abc import Callable
 
+from carebench.backends.records import patient_id_for
 from carebench.errors import ConfigError
 
 IdChooser = Callable[[], str]
@@ -14,10 +15,6 @@ USAGE = (
     "--ids takes fixed:ID, uniform:N or zipf:N[:S] "
     "(e.g. fixed:P12345, uniform:10000, zipf:10000:1.1)"
 )
-
-
-def patient_id(index: int) -> str:
-    return f"P{index:05d}"
 
 
 def parse_ids(spec: str, seed: int | None = None) -> IdChooser:
@@ -28,7 +25,7 @@ def parse_ids(spec: str, seed: int | None = None) -> IdChooser:
         return itertools.repeat(rest).__next__
     if kind == "uniform":
         n = _count(rest.partition(":")[0])
-        return lambda: patient_id(rng.randrange(n))
+        return lambda: patient_id_for(rng.randrange(n))
     if kind == "zipf":
         n_text, _, s_text = rest.partition(":")
         return _zipf(_count(n_text), _exponent(s_text or "1.1"), rng)
@@ -60,4 +57,4 @@ def _zipf(n: int, s: float, rng: random.Random) -> IdChooser:
     weights = [1.0 / (k**s) for k in range(1, n + 1)]
     cumulative = list(itertools.accumulate(weights))
     total = cumulative[-1]
-    return lambda: patient_id(bisect.bisect_left(cumulative, rng.random() * total))
+    return lambda: patient_id_for(bisect.bisect_left(cumulative, rng.random() * total))

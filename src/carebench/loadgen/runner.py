@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from carebench import __version__
-from carebench.backends.simulator import SimulatedBackend
+from carebench.backends.config import create_backend
 from carebench.loadgen.channels import Channel, HttpChannel, InProcessChannel
 from carebench.loadgen.client import parse_url
 from carebench.loadgen.config import LoadConfig
@@ -149,7 +149,10 @@ async def _drive_http(url: str, label: str, plan: RunPlan, progress: Progress) -
 
 async def _drive_in_process(label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
     setup = plan.setup
-    backend = wrap_backend(SimulatedBackend(setup.database), setup.resilience)
+    backend = wrap_backend(
+        create_backend(setup.backend, setup.effective_database()), setup.resilience
+    )
+    await backend.start()
     pattern = create_pattern(label, backend, setup.patterns)
     await pattern.start()
     deadlines = setup.server.class_timeouts
@@ -162,6 +165,7 @@ async def _drive_in_process(label: str, plan: RunPlan, progress: Progress) -> Lo
         return result
     finally:
         await pattern.shutdown(drain_timeout=setup.server.request_timeout)
+        await backend.close()
 
 
 async def _measure(

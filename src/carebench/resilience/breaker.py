@@ -152,5 +152,8 @@ class BreakerBackend:
     def stats(self) -> BackendStats:
         return {**self._inner.stats(), "circuit_breaker": self.breaker.stats()}
 
+    async def start(self) -> None:
+        await self._inner.start()
+
     async def close(self) -> None:
         await self._inner.close()

@@ -82,5 +82,8 @@ class RetryingBackend:
             "retries": {"max": self.retries, "retried": self.retried, "gave_up": self.gave_up},
         }
 
+    async def start(self) -> None:
+        await self._inner.start()
+
     async def close(self) -> None:
         await self._inner.close()

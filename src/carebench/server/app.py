@@ -14,7 +14,14 @@ from collections.abc import Awaitable, Callable
 
 from carebench import __version__
 from carebench.backends.base import Backend
-from carebench.errors import BackendError, ClientGone, DeadlineExceeded, RateLimited, Rejected
+from carebench.errors import (
+    BackendError,
+    ClientGone,
+    DeadlineExceeded,
+    PatientNotFound,
+    RateLimited,
+    Rejected,
+)
 from carebench.metrics.document import MetricsDocument
 from carebench.metrics.process import process_stats
 from carebench.metrics.prometheus import CONTENT_TYPE, CarebenchCollector, build_registry, render
@@ -163,6 +170,9 @@ class CareBenchApp:
         except BackendError as failure:
             await _error(send, 500, f"database error: {failure}", request_id)
             return "error", 500
+        except PatientNotFound:
+            await _error(send, 404, f"patient not found: {query.patient_id}", request_id)
+            return "invalid", 404
         except ClientGone:
             return "cancelled", CLIENT_CLOSED
         except Exception:
@@ -253,6 +263,7 @@ class CareBenchApp:
                 return
 
     async def startup(self) -> None:
+        await self.backend.start()
         await self.pattern.start()
         self.started = True
 

@@ -23,6 +23,7 @@ from carebench.server.startup import (
     absorb_signals,
     banner_lines,
     build_app,
+    check_backend,
     final_stats,
     free_port,
     listening_line,
@@ -53,6 +54,7 @@ def serve_granian(pattern: str, setup: ServerSetup, out: TextIO) -> int:
         ) from None
     # granian binds by itself, so port 0 is resolved here to a port we can print.
     server = setup.server
+    check_backend(setup)
     port = server.port or free_port(server.host)
     if not server.quiet:
         print("\n".join(banner_lines(pattern, setup)), file=out)

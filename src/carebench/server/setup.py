@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from carebench.backends.config import BackendConfig
 from carebench.backends.simulator import SimulatorConfig
 from carebench.patterns.base import PatternConfig
 from carebench.resilience.config import ResilienceConfig
@@ -18,9 +19,18 @@ class ServerSetup:
     patterns: PatternConfig = field(default_factory=PatternConfig)
     database: SimulatorConfig = field(default_factory=SimulatorConfig)
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+
+    def __post_init__(self) -> None:
+        self.effective_database()  # an unset --min-latency above --max-latency fails here
+
+    def effective_database(self) -> SimulatorConfig:
+        """The database settings with the backend's defaults for latency and errors filled in
+        (the reference's 50-100 ms and 5 % on the simulator, none injected on a real one)."""
+        return self.database.resolved(real=self.backend.real)
 
     def _sections(self) -> tuple[object, ...]:
-        return (self.server, self.patterns, self.database, self.resilience)
+        return (self.server, self.patterns, self.database, self.resilience, self.backend)
 
     def as_flags(self) -> list[str]:
         """`carebench serve` arguments that recreate every forwarded setting."""

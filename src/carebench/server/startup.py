@@ -6,12 +6,14 @@ import this module, never each other, and nothing here imports a runner.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 from types import FrameType
 
 from carebench import __version__
-from carebench.backends.simulator import SimulatedBackend
+from carebench.backends.config import create_backend
+from carebench.errors import BackendUnavailable
 from carebench.patterns.base import create_pattern
 from carebench.resilience.config import wrap_backend
 from carebench.server.app import CareBenchApp
@@ -25,7 +27,9 @@ class StartupError(RuntimeError):
 def build_app(pattern: str, setup: ServerSetup) -> CareBenchApp:
     """The ASGI app: the simulated database, wrapped by resilience, behind `pattern`."""
     server = setup.server
-    backend = wrap_backend(SimulatedBackend(setup.database), setup.resilience)
+    backend = wrap_backend(
+        create_backend(setup.backend, setup.effective_database()), setup.resilience
+    )
     return CareBenchApp(
         create_pattern(pattern, backend, setup.patterns),
         backend,
@@ -34,6 +38,25 @@ def build_app(pattern: str, setup: ServerSetup) -> CareBenchApp:
         class_timeouts=server.class_timeouts,
         enable_profiling=server.enable_profiling,
     )
+
+
+def check_backend(setup: ServerSetup) -> None:
+    """Open and close a real database once before serving, so an unreachable, refused or
+    unseeded one is one clear error at start-up instead of a 500 per request."""
+    if not setup.backend.real:
+        return
+
+    async def probe() -> None:
+        backend = create_backend(setup.backend, setup.effective_database())
+        try:
+            await backend.start()
+        finally:
+            await backend.close()
+
+    try:
+        asyncio.run(probe())
+    except BackendUnavailable as unavailable:
+        raise StartupError(str(unavailable)) from None
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -69,19 +92,26 @@ def url_of(host: str, port: int) -> str:
 
 def banner_lines(pattern: str, setup: ServerSetup) -> list[str]:
     """The effective configuration, as the reference prints it at start-up."""
-    server, patterns, database = setup.server, setup.patterns, setup.database
-    ms = 1000.0
+    server, patterns, database = setup.server, setup.patterns, setup.effective_database()
+    low, high = database.latency_range
     lines = [
         f"carebench {__version__} - healthcare API concurrency benchmark",
         f"  pattern          {pattern}",
         f"  server           {server.server}",
         f"  workers          {patterns.workers}",
         f"  queue size       {patterns.queue_size}",
-        f"  db latency       {database.min_latency * ms:g}-{database.max_latency * ms:g} ms",
-        f"  db error rate    {database.error_rate:g}",
-        f"  db profile       {database.profile}",
+        f"  backend          {_backend_line(setup)}",
+        f"  db latency       {low * 1000:g}-{high * 1000:g} ms"
+        + (" injected per query" if setup.backend.real else ""),
+        f"  db error rate    {database.error_rate or 0:g}"
+        + (" injected" if setup.backend.real else ""),
     ]
-    if database.limited:
+    if setup.backend.real:
+        lines.append(
+            f"  db pool          {database.pool_size} connections, "
+            f"acquire timeout {database.pool_timeout:g}s"
+        )
+    elif database.limited:
         lines += [
             f"  db pool          {database.pool_size} connections, "
             f"acquire timeout {database.pool_timeout:g}s",
@@ -94,6 +124,24 @@ def banner_lines(pattern: str, setup: ServerSetup) -> list[str]:
         f"  seed             {database.seed if database.seed is not None else 'random'}",
     ]
     return lines
+
+
+def _backend_line(setup: ServerSetup) -> str:
+    backend = setup.backend
+    if backend.backend == "postgres":
+        return f"postgres at {redact_dsn(backend.dsn or '')}"
+    if backend.backend == "sqlite":
+        return f"sqlite file {backend.db_path or '(default)'}"
+    return f"simulator ({setup.database.profile} profile)"
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN without its password, fit for a banner or a log."""
+    scheme, sep, rest = dsn.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return dsn
+    return f"{scheme}://{credentials.partition(':')[0]}:***@{host}"
 
 
 def listening_line(url: str, pattern: str) -> str:

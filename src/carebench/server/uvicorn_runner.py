@@ -17,6 +17,7 @@ from carebench.server.startup import (
     banner_lines,
     bind_socket,
     build_app,
+    check_backend,
     final_stats,
     listening_line,
     url_of,
@@ -26,6 +27,7 @@ from carebench.server.startup import (
 def serve_uvicorn(pattern: str, setup: ServerSetup, out: TextIO) -> int:
     """Serve until SIGINT/SIGTERM, drain, print final stats; the exit status."""
     server = setup.server
+    check_backend(setup)
     app = build_app(pattern, setup)
     sock = bind_socket(server.host, server.port)
     if not server.quiet:
