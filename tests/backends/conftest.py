@@ -21,6 +21,9 @@ BACKEND_CONFIGS: dict[str, Callable[[pytest.FixtureRequest, Path], BackendConfig
     "sqlite": lambda request, tmp_path: BackendConfig(
         "sqlite", db_path=str(tmp_path / "contract.sqlite3")
     ),
+    "postgres": lambda request, tmp_path: BackendConfig(
+        "postgres", dsn=request.getfixturevalue("postgres_dsn")
+    ),
 }
 
 

@@ -145,7 +145,8 @@ class BreakerBackend:
 
     def health(self) -> BackendHealth:
         health = self._inner.health()
-        if self.breaker.state != CLOSED:
+        # An open circuit degrades a healthy backend; a database that is down stays "down".
+        if self.breaker.state != CLOSED and health["status"] == "healthy":
             health = {**health, "status": "degraded"}
         return {**health, "circuit_breaker": self.breaker.state}
 

@@ -13,6 +13,7 @@ from types import FrameType
 
 from carebench import __version__
 from carebench.backends.config import create_backend
+from carebench.backends.dsn import redact_dsn
 from carebench.errors import BackendUnavailable
 from carebench.patterns.base import create_pattern
 from carebench.resilience.config import wrap_backend
@@ -133,15 +134,6 @@ def _backend_line(setup: ServerSetup) -> str:
     if backend.backend == "sqlite":
         return f"sqlite file {backend.db_path or '(default)'}"
     return f"simulator ({setup.database.profile} profile)"
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN without its password, fit for a banner or a log."""
-    scheme, sep, rest = dsn.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in credentials:
-        return dsn
-    return f"{scheme}://{credentials.partition(':')[0]}:***@{host}"
 
 
 def listening_line(url: str, pattern: str) -> str:
