@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from carebench import __version__
-from carebench.cli import db, demo, loadtest, report, serve, sweep
+from carebench.cli import calibrate, db, demo, loadtest, report, serve, sweep
 from carebench.errors import BackendUnavailable, ConfigError
 from carebench.loadgen.runner import TargetUnreachable
 from carebench.server.process import ServerProcessError
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"carebench {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     commands.required = True
-    for module in (serve, loadtest, sweep, report, demo, db):
+    for module in (serve, loadtest, sweep, report, demo, db, calibrate):
         module.register(commands)
     return parser
 
