@@ -86,3 +86,14 @@ def test_text_output_shows_levels_fit_and_serve_command_and_files(tmp_path: Path
     assert "N = 4:" in err
     assert json.loads(saved.read_text())["fit"] is not None
     assert plot.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_no_successful_query_means_no_fit_and_exit_1(capsys) -> None:
+    """Every query failing leaves nothing to fit: the levels are still shown, a note says why,
+    no serve flags are suggested, and the exit status is 1."""
+    code, out, _ = run_cli([*FAST, "--error-rate", "1"], capsys)
+
+    assert code == 1
+    assert "note: no fit:" in out
+    assert "carebench serve" not in out
+    assert "Calibration of simulator" in out

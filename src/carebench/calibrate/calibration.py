@@ -151,7 +151,7 @@ def _notes(
     backend: str,
 ) -> list[str]:
     notes: list[str] = []
-    if pool_size is not None and config.max_concurrency > pool_size:
+    if pool_size is not None and results[-1]["concurrency"] == pool_size < config.max_concurrency:
         notes.append(
             f"levels stop at the pool size ({pool_size}, --db-pool-size): beyond it queries "
             "queue for a connection, and the USL describes concurrency at the database"

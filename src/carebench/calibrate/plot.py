@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogFormatter
+from matplotlib.ticker import FuncFormatter
 
 from carebench.calibrate.calibration import CalibrationDocument
 from carebench.calibrate.measure import LevelResult
@@ -19,6 +19,15 @@ from carebench.calibrate.usl import UslFit
 DPI = 80
 MEASURED = "#1f77b4"
 FITTED = "#d62728"
+
+
+def _log_label(value: float, _position: object = None) -> str:
+    """Plain numbers at 1, 2 and 5 of each decade (0.2, 0.5, 1, 2) instead of matplotlib's
+    2x10^-1, so latency axes from 0.1 ms to seconds read alike."""
+    if value <= 0:
+        return ""
+    mantissa = value / 10 ** math.floor(math.log10(value))
+    return f"{value:g}" if round(mantissa, 6) in (1, 2, 5) else ""
 
 
 def _measured(axes: Axes, levels: list[LevelResult], latency: bool) -> None:
@@ -65,7 +74,8 @@ def calibration_png(document: CalibrationDocument) -> bytes:
     throughput.set_title(f"{document['backend']}: throughput X(N) = N / L(N)")
     latency.set_ylabel("mean latency (ms)")
     latency.set_yscale("log")
-    latency.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+    latency.yaxis.set_major_formatter(FuncFormatter(_log_label))
+    latency.yaxis.set_minor_formatter(FuncFormatter(_log_label))
     latency.set_title("mean latency L(N)")
     if fit is not None:
         figure.suptitle(
