@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every run BENCHMARKS.md is generated from, into results/benchmarks/ (about 15 minutes):
+# Every run BENCHMARKS.md is generated from, into results/benchmarks/ (about 30 minutes):
 # load tests at 100 and 500 clients on both database profiles, a concurrency sweep, the
-# server-overhead ratio, the load generator against wrk, and the microbenchmarks.
+# server-overhead ratio, the load generator against wrk, the microbenchmarks, and the real
+# databases (benchmarks/collect_databases.sh: PostgreSQL and SQLite, calibrated).
 #   usage: benchmarks/collect.sh   (then: carebench report results/benchmarks --markdown BENCHMARKS.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,7 @@ echo "== loadtest realistic open loop 280/s" >&2
 echo "== sweep" >&2
 "$bin/carebench" sweep --concurrency 10,25,50,100,200,400 --duration 5 --warmup 1 --seed 1 \
   --output "$out/sweep.json" --png docs/sweep.png > "$out/sweep.txt"
+benchmarks/collect_databases.sh
 echo "== overhead" >&2
 benchmarks/overhead.sh 10 3 > "$out/overhead.txt"
 echo "== load generator vs wrk" >&2

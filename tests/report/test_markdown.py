@@ -82,3 +82,24 @@ def test_cli_refuses_a_directory_without_runs(
     assert code == 2
     assert "not a results directory" in capsys.readouterr().err
     assert not (tmp_path / "B.md").exists()
+
+
+def test_real_databases_follow_the_simulator_profiles(tmp_path: Path) -> None:
+    """Scenario sections run realistic, ideal, postgres, sqlite, calibrated, whatever the
+    file names' alphabetical order, and the calibrated one says what it is."""
+    directory = tmp_path / "results"
+    directory.mkdir()
+    for name in ("sqlite-c100", "calibrated-c100", "postgres-c100", "ideal-c100", "realistic-c500"):
+        (directory / f"loadtest-{name}.json").write_text(json.dumps([make_result(config=CONFIG)]))
+
+    (tmp_path / "docs").mkdir()
+    text = render_markdown(directory, tmp_path / "docs")
+
+    headings = [line for line in text.splitlines() if line.startswith("## Load test: ")]
+    assert headings == [
+        "## Load test: realistic database, 500 clients",
+        "## Load test: ideal database, 100 clients",
+        "## Load test: postgres database, 100 clients",
+        "## Load test: sqlite database, 100 clients",
+        "## Load test: simulator calibrated to PostgreSQL, 100 clients",
+    ]
