@@ -104,7 +104,14 @@ def test_changed_flags_name_exactly_the_non_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "value"),
-    [(SECONDS, 0.1), (SECONDS, 30.0), (MILLISECONDS, 0.0125), (INT, 7), (LEVELS, (10.0, 50.5))],
+    [
+        (SECONDS, 0.1),
+        (SECONDS, 30.0),
+        (MILLISECONDS, 0.0125),
+        (MILLISECONDS, 8.839e-05),
+        (INT, 7),
+        (LEVELS, (10.0, 50.5)),
+    ],
 )
 def test_kinds_render_text_that_parses_back(kind, value) -> None:
     """render() writes what parse() reads back to the identical value."""

@@ -14,6 +14,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 ENV_PREFIX = "CAREBENCH_"
@@ -74,13 +75,19 @@ def _join(values: Sequence[float]) -> str:
 TEXT = Kind("text", str)
 INT = Kind("int", int, metavar="N")
 FLOAT = Kind("float", float, show=lambda value: f"{value:g}", metavar="X")
-SECONDS = Kind(
-    "duration", seconds, lambda value: f"{value!r}s", lambda value: f"{value:g} s", "DURATION"
-)
+
+
+def _seconds_text(value: float) -> str:
+    # The shortest text that reads back to the same float, without an exponent (8.8e-05 is
+    # not a duration a user would type, so the parser refuses it).
+    return f"{Decimal(repr(value)):f}s"
+
+
+SECONDS = Kind("duration", seconds, _seconds_text, lambda value: f"{value:g} s", "DURATION")
 MILLISECONDS = Kind(
     "duration",
     milliseconds,
-    lambda value: f"{value!r}s",
+    _seconds_text,
     lambda value: f"{value * 1000:g} ms",
     "DURATION",
 )
