@@ -186,7 +186,12 @@ def _command(config: RunConfigReport) -> str:
 
 
 def _profile_args(server_args: list[str]) -> list[str]:
-    wanted = {"--db-profile", "--seed", "--backend", "--db-contention", "--db-coherency"}
+    pairs = dict(zip(server_args[::2], server_args[1::2], strict=False))
+    simulated = pairs.get("--backend", "simulator") == "simulator"
+    # The model's coefficients matter on the simulator only; a real database ignores them.
+    wanted = {"--seed", "--backend", "--min-latency", "--max-latency", "--error-rate"} | (
+        {"--db-profile", "--db-contention", "--db-coherency"} if simulated else set()
+    )
     words = [
         f"{flag} {value}"
         for flag, value in zip(server_args[::2], server_args[1::2], strict=False)
