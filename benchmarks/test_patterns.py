@@ -17,6 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from memory import AllocationTracer, GcMonitor, GcWork, TracedMemory
+
+from carebench.metrics.process import rss_bytes
+from carebench.patterns.base import pattern_names
 from conftest import (
     CONCURRENCY_LEVELS,
     MEMORY_TABLE,
@@ -27,10 +31,6 @@ from conftest import (
     ProbedRounds,
     SummaryLog,
 )
-from memory import AllocationTracer, GcMonitor, GcWork, TracedMemory
-
-from carebench.metrics.process import rss_bytes
-from carebench.patterns.base import pattern_names
 
 MakeHarness = Callable[[str, str, int], PatternHarness]
 
