@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
+import pytest
+
 from carebench.backends.base import BackendStats
 from carebench.loadgen.sampler import (
+    HttpMetricsProbe,
     Sampler,
     StateSample,
     in_process_probe,
@@ -97,3 +100,32 @@ async def test_sampler_stamps_samples_and_skips_failed_probes() -> None:
     await sampler.stop()
     assert sampler.samples[:2] == [{"t": 0.5, "in_flight": 1}, {"t": 1.5, "in_flight": 2}]
     assert sampler.failures == 1
+
+
+async def test_http_probe_refuses_a_foreign_metrics_document() -> None:
+    """A --target whose /metrics is not carebench's (e.g. nginx) fails the probe, so the
+    sampler skips it instead of ending the run with a KeyError."""
+    body = b'{"status":"ok"}'
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    closed = asyncio.Event()
+
+    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await reader.read()  # until the probe closes its connection
+        writer.close()
+        await writer.wait_closed()
+        closed.set()
+
+    server = await asyncio.start_server(respond, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    probe = HttpMetricsProbe("127.0.0.1", port)
+    try:
+        with pytest.raises(ValueError, match="not a carebench metrics document"):
+            await probe()
+    finally:
+        probe.close()
+        await closed.wait()
+        server.close()
+        await server.wait_closed()

@@ -42,6 +42,11 @@ def collected(tmp_path: Path) -> Path:
         "hello 28000\ncarebench 14000\nmedian req/s: hello-world 28000, carebench workerpool "
         "14000, ratio 0.50\n"
     )
+    (directory / "client_vs_wrk.txt").write_text(
+        "our client: median 80,000 req/s\n"
+        "     ratio: our client / wrk = 0.55 raw req/s, 0.60 per core of CPU used "
+        "(some runs target-bound)\n"
+    )
     (directory / "bench.txt").write_text(
         "==== tables ====\n===== carebench: extra_info per benchmark =====\n\n"
         "zero latency: the pattern's own cost per request\nzero-c100 workerpool   19.4\n\n"
@@ -68,6 +73,11 @@ def test_document_has_every_section_and_the_verdicts(tmp_path: Path) -> None:
     assert "| workerpool | 97.5 | 800.0 | 130.0 |" in text
     assert "## Sweep over concurrency" in text
     assert "ratio 0.50" in text
+    assert (
+        "- client vs wrk: ratio: our client / wrk = 0.55 raw req/s, 0.60 per core of CPU used "
+        "(some runs target-bound)" in text
+    )
+    assert "against the same nginx" in text
     assert "zero-c100 workerpool   19.4" in text
     assert "43 passed" not in text
     assert "- microbenchmarks: optimized is NOT faster than workerpool" in text

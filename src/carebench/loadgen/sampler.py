@@ -116,9 +116,12 @@ class HttpMetricsProbe:
         response = await self._connection.get(self._path)
         if response.status != 200:
             raise ValueError(f"/metrics answered {response.status}")
-        # Our own server's /metrics (a --target is trusted to be one too).
         document: MetricsDocument = msgspec.json.decode(response.body)
-        return sample_from_metrics(document)
+        try:
+            return sample_from_metrics(document)
+        except (KeyError, TypeError):
+            # A --target may be any server (nginx in benchmarks/client_vs_wrk.py): no samples.
+            raise ValueError("/metrics is not a carebench metrics document") from None
 
     def close(self) -> None:
         if self._connection is not None:

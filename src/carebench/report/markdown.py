@@ -50,8 +50,11 @@ OVERHEAD_INTRO = (
     "CPU 1, three alternating rounds, medians."
 )
 CLIENT_INTRO = (
-    "`benchmarks/client_vs_wrk.py --duration 10 --runs 3`: the load generator's HTTP client "
-    "and wrk, each on CPU 1 with 64 connections, against the same hello-world server on CPU 0."
+    "`benchmarks/client_vs_wrk.py --duration 10 --runs 3`: the load generator (a `carebench "
+    "loadtest --target` run, engine and recording included) and `wrk -t1`, each on CPU 1 with "
+    "64 connections, against the same nginx (one worker on CPU 0, a fixed JSON body). Raw req/s "
+    "and req/s per core of CPU each tool used, with nginx's CPU; a run where nginx used >= 90 % "
+    "of its core is flagged target-bound (its raw rate measures nginx, not the tool)."
 )
 
 
