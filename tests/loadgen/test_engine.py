@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import random
 import time
@@ -172,3 +174,59 @@ async def test_by_default_refused_clients_resend_at_once() -> None:
     )
     await engine.closed_loop(5)
     assert pauses == []
+
+
+async def test_every_hung_request_times_out_not_only_the_first() -> None:
+    """The deadline watchdog keeps enforcing after a timeout: hung requests in a row all time
+    out, on several clients at once, and the requests between them succeed."""
+    engine, channels, _ = engine_with([-2, -2, 200, -2], clients=2, timeout=0.02)
+    await engine.closed_loop(8)
+    outcomes = engine.recorder.summary(1.0)["outcomes"]
+    assert outcomes["timeout"] == 6
+    assert outcomes["success"] == 2
+    assert sum(channel.resets for channel in channels) == 6
+    assert engine.recorder.latency["timeout"].summary_ms()["min"] >= 20.0
+
+
+async def test_cancelling_the_run_is_not_counted_as_a_timeout() -> None:
+    """A cancellation from outside (the run stopped) propagates instead of becoming a timeout."""
+    engine, _, _ = engine_with([-2], clients=3, timeout=60.0)
+    run = asyncio.ensure_future(engine.closed_loop(10))
+    await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert engine.recorder.total == 0
+
+
+class SwallowingChannel:
+    """Ignores the first cancellation and answers 200 anyway; hangs on later calls."""
+
+    retry_after = 0.0
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def fetch(self, patient_id: str, priority: str | None = None) -> int:
+        self.calls += 1
+        if self.calls == 1:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+            return 200
+        await asyncio.sleep(3600)
+        return 200
+
+    def reset(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+async def test_a_swallowed_cancellation_does_not_disarm_later_deadlines() -> None:
+    """A channel that swallows the watchdog's cancellation answers late (recorded as its
+    status); the next hung request still times out."""
+    engine = Engine([SwallowingChannel()], lambda: "P1", 0.02, RunRecorder(time.perf_counter()))
+    await engine.closed_loop(2)
+    outcomes = engine.recorder.summary(1.0)["outcomes"]
+    assert (outcomes["success"], outcomes["timeout"]) == (1, 1)

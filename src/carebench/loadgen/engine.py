@@ -12,8 +12,9 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from carebench.loadgen.channels import Channel
 from carebench.loadgen.ids import IdChooser
@@ -61,6 +62,54 @@ class Schedule:
         return slot
 
 
+@dataclass(slots=True)
+class InFlight:
+    """One client's request in flight: its deadline (inf when none), and whether the watchdog
+    cancelled it for passing that deadline (a cancellation from anywhere else propagates)."""
+
+    task: asyncio.Task[Any]
+    deadline: float = math.inf
+    expired: bool = False
+
+
+@dataclass(slots=True)
+class Watchdog:
+    """Enforces every client's request deadline from one task.
+
+    An `asyncio.timeout` per request costs a timer handle, a context manager and a reschedule
+    on every request (~4 us of a ~20 us budget); here a request only writes its deadline, and
+    the watchdog sleeps until the earliest one, cancelling the client task whose request is
+    still in flight then. A request's deadline is always `timeout` after its send, so the
+    earliest deadline is never moved earlier by a new request.
+    """
+
+    timeout: float
+    timer: Timer
+    clients: list[InFlight] = field(default_factory=list)
+
+    def watch(self) -> InFlight:
+        """The deadline slot of the calling client task."""
+        task = asyncio.current_task()
+        assert task is not None
+        slot = InFlight(task)
+        self.clients.append(slot)
+        return slot
+
+    async def run(self) -> None:
+        while True:
+            now = self.timer()
+            earliest = now + self.timeout
+            for slot in self.clients:
+                deadline = slot.deadline
+                if deadline <= now:
+                    if not slot.expired:
+                        slot.expired = True
+                        slot.task.cancel()
+                elif deadline < earliest:
+                    earliest = deadline
+            await asyncio.sleep(earliest - now)
+
+
 class Engine:
     """Sends requests through channels and records every outcome in a RunRecorder."""
 
@@ -96,21 +145,25 @@ class Engine:
     async def closed_loop(self, requests: float, until: float = math.inf) -> None:
         """`len(channels)` clients send back to back until `requests` are sent or `until`."""
         remaining = requests
+        watchdog = Watchdog(self.timeout, self.timer)
 
         async def client(channel: Channel) -> None:
             nonlocal remaining
+            slot = watchdog.watch()
             while remaining > 0 and not self.stopping and self.timer() < until:
                 remaining -= 1
-                if await self._one(channel, None) == "rejected" and self.honor_retry_after:
+                if await self._one(channel, None, slot) == "rejected" and self.honor_retry_after:
                     # A well-behaved client waits as told instead of re-sending at once.
                     await self._sleep(max(channel.retry_after, MIN_BACKOFF))
 
-        await asyncio.gather(*(client(channel) for channel in self.channels))
+        await _run_clients(watchdog, [client(channel) for channel in self.channels])
 
     async def open_loop(self, schedule: Schedule) -> None:
         """Each channel takes the next slot, waits for its time, sends, and repeats."""
+        watchdog = Watchdog(self.timeout, self.timer)
 
         async def client(channel: Channel) -> None:
+            slot = watchdog.watch()
             while not self.stopping:
                 intended = schedule.take()
                 if intended is None:
@@ -118,25 +171,32 @@ class Engine:
                 delay = intended - self.timer()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await self._one(channel, intended)
+                await self._one(channel, intended, slot)
 
-        await asyncio.gather(*(client(channel) for channel in self.channels))
+        await _run_clients(watchdog, [client(channel) for channel in self.channels])
 
-    async def _one(self, channel: Channel, intended: float | None) -> str:
+    async def _one(self, channel: Channel, intended: float | None, slot: InFlight) -> str:
         sent = self.last_send = self.timer()
         self.sent += 1
         status = 0
         priority = self.choose_priority()
+        slot.deadline = sent + self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
-                status = await channel.fetch(self.choose_id(), priority)
+            status = await channel.fetch(self.choose_id(), priority)
             outcome = classify(status)
-        except TimeoutError:
+        except asyncio.CancelledError:
+            if not slot.expired:
+                raise
             channel.reset()
             outcome = "timeout"
         except OSError:
             channel.reset()
             outcome = "connection_error"
+        finally:
+            slot.deadline = math.inf
+            if slot.expired:  # also when the channel swallowed the cancellation
+                slot.expired = False
+                slot.task.uncancel()
         done = self.timer()
         if intended is None:
             self.recorder.record(outcome, done - sent, done, status, priority=priority)
@@ -148,3 +208,12 @@ class Engine:
         if outcome == "connection_error":
             await asyncio.sleep(CONNECTION_ERROR_BACKOFF)
         return outcome
+
+
+async def _run_clients(watchdog: Watchdog, clients: list[Coroutine[Any, Any, None]]) -> None:
+    """Run the client coroutines to the end, with the watchdog enforcing their deadlines."""
+    enforcing = asyncio.get_running_loop().create_task(watchdog.run())
+    try:
+        await asyncio.gather(*clients)
+    finally:
+        enforcing.cancel()
