@@ -113,3 +113,42 @@ def test_real_databases_follow_the_simulator_profiles(tmp_path: Path) -> None:
         "## Load test: sqlite database, 100 clients",
         "## Load test: simulator calibrated to PostgreSQL, 100 clients",
     ]
+
+
+REFERENCE_RUN = (
+    "# machine: Test CPU 3000, 2 cores, 2026-11-28\n"
+    "reference 28000.00 cpu 1.00 per-core 28000 wrk-cpu 0.30 cpu0-others 0.00 cpu1-others 0.01 "
+    "errors 0 body 500\n"
+    "carebench 21000.00 cpu 1.00 per-core 21000 wrk-cpu 0.25 cpu0-others 0.00 cpu1-others 0.02 "
+    "errors 0 body 468\n"
+    "median req/s: reference 28000, carebench 21000, ratio 0.75 (server CPU 1.00 vs 1.00 "
+    "cores; per core-second 28000 vs 21000, ratio 0.75)\n"
+)
+
+
+def test_reference_run_has_its_section_and_analysis_line(tmp_path: Path) -> None:
+    """reference.txt renders as its own section (what was run, then the runs) and its median
+    line joins the analysis."""
+    directory = collected(tmp_path)
+    (directory / "reference.txt").write_text(REFERENCE_RUN)
+
+    text = render_markdown(directory, tmp_path)
+
+    assert "## Versus the Go reference server" in text
+    assert "GOMAXPROCS=1" in text and "wrk -t1 -c64 -d10s" in text
+    assert "carebench 21000.00 cpu 1.00 per-core 21000" in text
+    assert "- reference: median req/s: reference 28000, carebench 21000, ratio 0.75" in text
+
+
+def test_skipped_reference_run_says_so_without_a_number(tmp_path: Path) -> None:
+    """A run that skipped the reference (no Go, no sources) shows the reason, no figures."""
+    directory = collected(tmp_path)
+    reason = "Go is not installed (apt-get install golang-go)"
+    (directory / "reference.txt").write_text(f"skipped: {reason}\n")
+
+    text = render_markdown(directory, tmp_path)
+
+    section = text.split("## Versus the Go reference server", 1)[1].split("\n## ", 1)[0]
+    assert f"skipped ({reason})" in section
+    assert "req/s" not in section and "```" not in section
+    assert f"- reference: skipped: {reason}" in text

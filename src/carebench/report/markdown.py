@@ -38,6 +38,7 @@ def render_markdown(directory: Path, docs: Path) -> str:
         versus_section,
         _text_block(directory / "overhead.txt", "Server overhead", OVERHEAD_INTRO),
         _text_block(directory / "client_vs_wrk.txt", "Load generator versus wrk", CLIENT_INTRO),
+        _reference(directory / "reference.txt"),
         _bench(directory),
     ]
     return "\n".join(part for part in parts if part)
@@ -55,6 +56,21 @@ CLIENT_INTRO = (
     "64 connections, against the same nginx (one worker on CPU 0, a fixed JSON body). Raw req/s "
     "and req/s per core of CPU each tool used, with nginx's CPU; a run where nginx used >= 90 % "
     "of its core is flagged target-bound (its raw rate measures nginx, not the tool)."
+)
+
+REFERENCE_INTRO = (
+    "`benchmarks/reference.sh 10 3`: the Go reference (github.com/Stella-Achar-Oiro/"
+    "healthcare-api-benchmark, built from source with `go build`, its listen address narrowed "
+    "to 127.0.0.1) run as `-pattern=workerpool -workers=64 -queue-size=1000 -min-latency=0 "
+    "-max-latency=1 -error-rate=0` (its minimum must be below its maximum, so each query "
+    "waits a timer of 0-1 ms) with `GOMAXPROCS=1`, beside `carebench serve --pattern "
+    "workerpool --workers 64 --queue-size 1000 --db-profile ideal --min-latency 0 "
+    "--max-latency 0 --error-rate 0`. Each server pinned to CPU 0 (`taskset -c 0`), `wrk -t1 "
+    "-c64 -d10s` on CPU 1 against `GET /api/v1/patients?id=P12345` after a 1 s warm-up, "
+    "three rounds alternating which server goes first, medians. Per run: req/s, the server's "
+    "CPU in cores (utime + stime from /proc), req/s per core-second, wrk's CPU, CPUs 0 and 1 "
+    "taken by anything else, non-2xx and socket errors, and the size of a body checked to be a "
+    "200 with a patient record before the run."
 )
 
 
@@ -107,6 +123,7 @@ def _analysis(scenarios: dict[str, list[LoadTestResult]], directory: Path, extra
     for path, pattern in (
         (directory / "overhead.txt", r"median req/s: .*"),
         (directory / "client_vs_wrk.txt", r".*ratio: our client / wrk = .*"),
+        (directory / "reference.txt", r"(?m)^(median req/s|skipped): .*"),
     ):
         if path.exists():
             found = re.search(pattern, path.read_text())
@@ -261,6 +278,16 @@ def _text_block(path: Path, title: str, intro: str) -> str:
     if not path.exists():
         return ""
     return f"## {title}\n\n{intro}\n\n```\n{path.read_text().strip()}\n```\n"
+
+
+def _reference(path: Path) -> str:
+    """The Go reference beside carebench, or why the run skipped it (no number then)."""
+    title = "Versus the Go reference server"
+    text = path.read_text().strip() if path.exists() else ""
+    if text.startswith("skipped:"):
+        reason = text.removeprefix("skipped:").strip()
+        return f"## {title}\n\nNot measured: `benchmarks/reference.sh` skipped ({reason}).\n"
+    return _text_block(path, title, REFERENCE_INTRO)
 
 
 SUMMARY_MARK = "carebench: extra_info per benchmark"
