@@ -22,6 +22,7 @@ from carebench.server.startup import (
     listening_line,
     url_of,
 )
+from carebench.server.uvicorn_protocol import OneWriteHttpToolsProtocol
 
 
 def serve_uvicorn(pattern: str, setup: ServerSetup, out: TextIO) -> int:
@@ -47,11 +48,12 @@ def serve_uvicorn(pattern: str, setup: ServerSetup, out: TextIO) -> int:
 
 
 def uvicorn_config(app: CareBenchApp, server: ServerConfig) -> uvicorn.Config:
-    """uvicorn's settings for the benchmark: uvloop, httptools, no access log."""
+    """uvicorn's settings for the benchmark: uvloop, httptools (one write per response), no
+    access log."""
     return uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=OneWriteHttpToolsProtocol,
         lifespan="on",
         log_level=server.log_level,
         access_log=False,
