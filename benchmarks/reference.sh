@@ -8,6 +8,8 @@
 #   usage: benchmarks/reference.sh [DURATION_SECONDS] [ROUNDS]
 #   REFERENCE_SRC=DIR  its sources: a checkout or a bare git directory (default: a shallow clone
 #                      of REFERENCE_URL cached in ~/.cache/carebench)
+#   CAREBENCH_SRC=DIR  run carebench from DIR (e.g. `git archive HEAD src | tar -x -C DIR` gives
+#                      DIR/src) instead of the working tree, for a named revision
 # Prints "skipped: <reason>" and exits 0 when Go, wrk, a second core or the sources are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -159,7 +161,8 @@ measure() { # name, port, command...
   read -r status bytes <<< "$(probe "$port")"
   if [[ $status != 200 ]] || ! grep -q '"patient"' "$work/body"; then
     stop
-    echo "# check: $name answered $status with $bytes bytes, no patient record: not measured"
+    echo "# check: $name answered $status with $bytes bytes, no patient record: not measured:" \
+      "$(head -c 200 "$work/body" | tr '\n' ' ')"
     return
   fi
   taskset -c 1 wrk -t1 -c64 -d1s "http://127.0.0.1:$port$path" > /dev/null # warm-up
@@ -200,7 +203,7 @@ run_reference() {
 run_carebench() {
   local port
   port=$(free_port)
-  measure carebench "$port" "$bin/carebench" serve --pattern workerpool --workers 64 \
+  measure carebench "$port" "${carebench[@]}" serve --pattern workerpool --workers 64 \
     --queue-size 1000 --db-profile ideal --min-latency 0 --max-latency 0 --error-rate 0 \
     --quiet --port "$port"
 }
@@ -211,7 +214,13 @@ export_sources
 build_reference
 echo "# machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(date -u +%F)"
 echo "# reference: $url @ $revision, built with $(go version | cut -d' ' -f3), listening on 127.0.0.1"
-echo "# carebench: $(git describe --always --dirty 2>/dev/null || echo "unknown revision") (the working tree as it is)"
+if [[ -n ${CAREBENCH_SRC:-} ]]; then
+  carebench=(env PYTHONPATH="$CAREBENCH_SRC" "$bin/python" -m carebench)
+  echo "# carebench: imported from $CAREBENCH_SRC"
+else
+  carebench=("$bin/carebench")
+  echo "# carebench: $(git describe --always --dirty 2>/dev/null || echo "unknown revision") (the working tree as it is)"
+fi
 echo "# servers on CPU 0 (reference with GOMAXPROCS=1), wrk -t1 -c64 -d${duration}s on CPU 1 after a 1 s warm-up, $rounds rounds alternating which goes first"
 echo "# per run: req/s, server CPU in cores, req/s per core-second, wrk's CPU in cores, CPU 0 and CPU 1 used by anything else (in cores: other processes, interrupts), non-2xx + socket errors, bytes of the checked body"
 check_naive
