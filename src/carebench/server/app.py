@@ -29,6 +29,7 @@ from carebench.metrics.requests import RequestMetrics
 from carebench.models import DEFAULT_CLASS_TIMEOUTS, PRIORITY_RANK, Query, is_valid_patient_id
 from carebench.patterns.base import Pattern
 from carebench.responses import encode_error
+from carebench.server.gc_tuning import settle_after_startup
 from carebench.server.http import (
     Receive,
     Scope,
@@ -256,6 +257,8 @@ class CareBenchApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.startup()
+                # Only under a real server (the lifespan protocol), not in in-process tests.
+                settle_after_startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
