@@ -138,26 +138,34 @@ def create_pattern(
     return pattern
 
 
-def check_admissible(query: Query, closing: bool) -> None:
-    """Refuse work while shutting down (503) or whose deadline already passed (504)."""
+def check_admissible(
+    query: Query, closing: bool, loop: asyncio.AbstractEventLoop | None = None
+) -> None:
+    """Refuse work while shutting down (503) or whose deadline already passed (504).
+
+    `loop` (default: the running one) is for callers that keep it: looking it up costs a
+    getpid() system call on CPython 3.11.
+    """
     if closing:
         raise Rejected("server is shutting down")
-    check_deadline(query)
+    check_deadline(query, loop)
 
 
-def check_deadline(query: Query) -> None:
+def check_deadline(query: Query, loop: asyncio.AbstractEventLoop | None = None) -> None:
     """Refuse work whose deadline (loop time) has passed, before it reaches a queue or backend."""
-    if query.deadline <= asyncio.get_running_loop().time():
+    if query.deadline <= (loop or asyncio.get_running_loop()).time():
         raise DeadlineExceeded("deadline exceeded before the request was admitted")
 
 
-async def await_until(future: asyncio.Future[T], deadline: float) -> T:
+async def await_until(
+    future: asyncio.Future[T], deadline: float, loop: asyncio.AbstractEventLoop | None = None
+) -> T:
     """Await `future`, failing it with `DeadlineExceeded` at `deadline` (loop time).
 
     A timer on the future, cheaper than `asyncio.timeout` (no task cancellation): for
     waiting on work another task does, which sees the failed future and skips it.
     """
-    timer = asyncio.get_running_loop().call_at(deadline, _expire, future)
+    timer = (loop or asyncio.get_running_loop()).call_at(deadline, _expire, future)
     try:
         return await future
     finally:
@@ -169,17 +177,53 @@ def _expire(future: asyncio.Future[Any]) -> None:
         future.set_exception(DeadlineExceeded("deadline exceeded while queued"))
 
 
-async def query_backend(backend: Backend, query: Query) -> Patient:
+async def query_backend(
+    backend: Backend, query: Query, loop: asyncio.AbstractEventLoop | None = None
+) -> Patient:
     """The backend's answer to `query`, cut off at its deadline."""
     return await within_deadline(
-        backend.get_patient(query.patient_id, query.deadline), query.deadline
+        backend.get_patient(query.patient_id, query.deadline), query.deadline, loop
     )
 
 
-async def within_deadline(awaitable: Awaitable[T], deadline: float) -> T:
-    """Await `awaitable`, cancelling it and raising `DeadlineExceeded` at `deadline` (loop time)."""
+async def within_deadline(
+    awaitable: Awaitable[T], deadline: float, loop: asyncio.AbstractEventLoop | None = None
+) -> T:
+    """Await `awaitable`, cancelling it and raising `DeadlineExceeded` at `deadline` (loop time).
+
+    The semantics of `asyncio.timeout_at` (a cancellation of the awaiting task that is turned
+    back into an error, and an outside cancellation that stays one) at ~1/3 of its cost: one
+    timer and a two-slot object instead of a context manager, a task lookup and rescheduling.
+    """
+    loop = loop or asyncio.get_running_loop()
+    task = asyncio.current_task(loop)
+    if task is None:
+        raise RuntimeError("within_deadline() must be awaited from a task")
+    expiry = _Expiry(task)
+    cancelling = task.cancelling()
+    timer = loop.call_at(deadline, expiry.expire)
     try:
-        async with asyncio.timeout_at(deadline):
-            return await awaitable
-    except TimeoutError:
-        raise DeadlineExceeded("deadline exceeded") from None
+        result = await awaitable
+    except asyncio.CancelledError:
+        if expiry.expired and task.uncancel() <= cancelling:
+            raise DeadlineExceeded("deadline exceeded") from None
+        raise
+    finally:
+        timer.cancel()
+    if expiry.expired:  # the awaitable swallowed our cancellation and finished anyway
+        task.uncancel()
+    return result
+
+
+class _Expiry:
+    """Cancels the task awaiting a deadline and remembers that it did."""
+
+    __slots__ = ("expired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.expired = False
+
+    def expire(self) -> None:
+        self.expired = True
+        self.task.cancel()
