@@ -5,6 +5,14 @@ a request goes straight to an idle worker, else into the queue if there is room,
 rejected at once with 503 and a Retry-After estimated from the backlog. A queued request whose
 deadline passes is answered 504 by its handler and skipped by the worker, so it never reaches
 the backend; one whose client disconnected is skipped too.
+
+"Straight to an idle worker" borrows that worker's slot and runs the query in the handler's
+own task: the worker stays parked and gets its slot back afterwards (or, if requests queued
+meanwhile, is woken with the oldest). Still at most `workers` queries at once and FIFO for
+queued ones, without a future, a job and two task switches per request (at zero database
+latency, 1.2-1.3x the throughput of handing every request to a worker task). A consequence:
+while a worker is idle nothing queues, so only queued requests use jobs (optimized's job pool
+matters only under backlog; its response buffers are used by every request).
 """
 
 from __future__ import annotations
@@ -46,6 +54,11 @@ class Job:
     holders: int = 0
 
 
+#: Wakes a parked worker to take the oldest queued job itself when it runs: handing it a job
+#: now could let a worker that is already running start a younger one first.
+TAKE_FROM_QUEUE = Job()
+
+
 class WorkerPoolPattern:
     """`workers` long-lived tasks, a queue of `queue_size`, immediate rejection when full."""
 
@@ -63,6 +76,9 @@ class WorkerPoolPattern:
         self._queue: ClassQueue[Job] = ClassQueue(config.queue_size)
         self._idle: deque[asyncio.Future[Job | None]] = deque()
         self._workers: list[asyncio.Task[None]] = []
+        #: The serving loop, from start(): asyncio.get_running_loop() makes a getpid() system
+        #: call on CPython 3.11, and the request path would ask for it several times.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._busy = 0
         self._closing = False
         self._drained = asyncio.Event()
@@ -80,24 +96,67 @@ class WorkerPoolPattern:
         return self.config.workers
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self._workers = [
             loop.create_task(self._worker(), name=f"{self.name}-worker-{i}")
             for i in range(self.config.workers)
         ]
 
     async def submit(self, query: Query) -> Patient:
-        check_admissible(query, self._closing)
-        future: asyncio.Future[Patient] = asyncio.get_running_loop().create_future()
+        loop = self._loop or asyncio.get_running_loop()
+        check_admissible(query, self._closing, loop)
+        slot = self._idle_slot()
+        if slot is not None:
+            return await self._run_in_slot(query, slot, loop)
+        future: asyncio.Future[Patient] = loop.create_future()
         job = self._make_job(query, future)
         try:
             if not self._dispatch(job, PRIORITY_RANK[query.priority]):
                 self.rejected_queue_full += 1
                 raise Rejected("queue full", retry_after=self.retry_after())
             job.holders += 1
-            return await await_until(future, query.deadline)
+            return await await_until(future, query.deadline, loop)
         finally:
             self._release(job)
+
+    def _idle_slot(self) -> asyncio.Future[Job | None] | None:
+        """Take an idle worker's wake-up future (its slot), or None when every worker is busy."""
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                return waiter
+        return None
+
+    async def _run_in_slot(
+        self, query: Query, slot: asyncio.Future[Job | None], loop: asyncio.AbstractEventLoop
+    ) -> Patient:
+        """Run the query in the caller's task on a borrowed worker slot, then give it back."""
+        if query.is_client_gone():
+            self.skipped_client_gone += 1
+            self._return_slot(slot)
+            raise ClientGone()
+        self._busy += 1
+        started = loop.time()
+        try:
+            return await query_backend(self._backend, query, loop)
+        finally:
+            self._busy -= 1
+            self._service_time += SERVICE_TIME_SMOOTHING * (
+                loop.time() - started - self._service_time
+            )
+            self._return_slot(slot)
+
+    def _return_slot(self, slot: asyncio.Future[Job | None]) -> None:
+        """Wake the slot's worker for the queued jobs, or park the slot as idle again."""
+        if slot.done():  # the worker was stopped by shutdown meanwhile
+            return
+        if self._queue:
+            slot.set_result(TAKE_FROM_QUEUE)
+        else:
+            self._idle.append(slot)
+            if self._closing and not self._busy:
+                self._drained.set()
 
     def _dispatch(self, job: Job, rank: int) -> bool:
         """Hand `job` to an idle worker, else queue it (shedding less urgent work if full)."""
@@ -123,7 +182,7 @@ class WorkerPoolPattern:
         return max(1.0, math.ceil(backlog * self._service_time / self.config.workers))
 
     async def _worker(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         while True:
             if self._queue:
                 job: Job | None = self._queue.pop()
@@ -131,6 +190,10 @@ class WorkerPoolPattern:
                 waiter: asyncio.Future[Job | None] = loop.create_future()
                 self._idle.append(waiter)
                 job = await waiter
+                if job is TAKE_FROM_QUEUE:
+                    if not self._queue:  # another worker took them meanwhile
+                        continue
+                    job = self._queue.pop()
             if job is None:
                 return
             try:
@@ -153,7 +216,7 @@ class WorkerPoolPattern:
         self._busy += 1
         started = loop.time()
         try:
-            patient = await query_backend(self._backend, query)
+            patient = await query_backend(self._backend, query, loop)
         except asyncio.CancelledError:
             if not future.done():
                 future.set_exception(Rejected("server shut down before the request finished"))

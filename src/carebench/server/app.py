@@ -85,6 +85,9 @@ class CareBenchApp:
             self._profiler = LiveProfiler()
             self._routes["/debug/profile"] = self._profile
         self.started = False
+        #: The serving loop, from startup(): asyncio.get_running_loop() makes a getpid()
+        #: system call on CPython 3.11, once per request here.
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: Called after shutdown (granian's worker prints its final stats this way).
         self.on_shutdown: Callable[[], None] | None = None
 
@@ -127,7 +130,7 @@ class CareBenchApp:
             message = f"invalid X-Request-Priority {priority!r}: use critical, standard or batch"
             await self._invalid(send, message, request_id, started)
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         deadline = self.deadlines[priority]
         query = Query(patient_id, loop.time() + deadline, request_id, priority)
         # uvicorn's receive() belongs to a cycle object whose `disconnected` flag a worker can
@@ -266,6 +269,7 @@ class CareBenchApp:
                 return
 
     async def startup(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await self.backend.start()
         await self.pattern.start()
         self.started = True
