@@ -342,3 +342,11 @@ def test_parse_url_rejects_unusable_urls(url: str, message: str) -> None:
     """parse_url raises ValueError naming the problem for non-http or host-less URLs."""
     with pytest.raises(ValueError, match=message):
         parse_url(url)
+
+
+def test_headers_are_decoded_lazily_and_joined_when_repeated() -> None:
+    """A response built from raw headers decodes them on first read: lower-cased names,
+    repeated ones joined with ', '."""
+    response = Response(200, b"", raw_headers=[(b"Set-Cookie", b"a=1"), (b"SET-COOKIE", b"b=2")])
+    assert response.headers == {"set-cookie": "a=1, b=2"}
+    assert response.headers is response.headers

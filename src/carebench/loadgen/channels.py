@@ -14,6 +14,7 @@ from carebench.errors import (
     Rejected,
 )
 from carebench.loadgen.client import HttpConnection
+from carebench.loadgen.results import REJECTION_STATUSES
 from carebench.models import Query
 from carebench.patterns.base import Pattern
 
@@ -55,8 +56,14 @@ class HttpChannel:
             connection = self._connection = await HttpConnection.open(self._host, self._port)
         headers = {"X-Request-Priority": priority} if priority else None
         response = await connection.get(self._prefix + patient_id, headers)
-        self.retry_after = _seconds(response.headers.get("retry-after"))
-        return response.status
+        status = response.status
+        # Only a refusal's Retry-After is ever read (by --honor-retry-after), so only a
+        # refusal pays for decoding headers.
+        if status in REJECTION_STATUSES:
+            self.retry_after = _seconds(response.headers.get("retry-after"))
+        else:
+            self.retry_after = 0.0
+        return status
 
     def reset(self) -> None:
         self.close()
