@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from carebench.metrics.latency import LatencyRecorder
+from carebench.metrics.latency import HIGHEST_US, LatencyRecorder
 
 #: HdrHistogram with 3 significant digits is accurate to 0.1 %.
 PRECISION = 1e-3
@@ -144,3 +146,30 @@ def test_encode_round_trips_through_hdrhistogram() -> None:
 
     assert decoded.get_total_count() == 1000
     assert decoded.get_value_at_percentile(50.0) / 1000 == recorder.percentile_ms(50.0)
+
+
+@pytest.mark.parametrize("significant_figures", [2, 3])
+def test_counts_and_encoding_match_recording_into_hdrh_directly(significant_figures: int) -> None:
+    """The lazily built histogram equals one fed value by value: same counts, same encoding."""
+    rng = random.Random(7)
+    edges = [1, 2, 1023, 1024, 2047, 2048, 99_999, HIGHEST_US]
+    values = edges + [rng.randint(1, HIGHEST_US) for _ in range(5000)]
+    values += [rng.randint(1, 5000) for _ in range(5000)]
+    recorder = LatencyRecorder(significant_figures)
+    direct = HdrHistogram(1, HIGHEST_US, significant_figures)
+    for micros in values:
+        recorder.record(micros / 1_000_000)
+        direct.record_value(max(1, int(micros / 1_000_000 * 1_000_000)))
+    assert recorder.encode() == direct.encode().decode()
+    assert recorder.count == direct.get_total_count()
+    assert recorder.summary_ms()["max"] == direct.get_max_value() / 1000.0
+    assert recorder.percentile_ms(99.0) == direct.get_value_at_percentile(99.0) / 1000.0
+
+
+def test_histogram_is_rebuilt_after_new_values() -> None:
+    """A summary read between recordings sees the values recorded after it."""
+    recorder = LatencyRecorder()
+    recorder.record(0.001)
+    assert recorder.summary_ms()["max"] == pytest.approx(1.0, rel=1e-3)
+    recorder.record(0.5)
+    assert recorder.summary_ms()["max"] == pytest.approx(500.0, rel=1e-3)

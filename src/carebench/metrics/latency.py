@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
 from typing import Any, TypedDict
 
@@ -43,23 +44,81 @@ class SpectrumPoint(TypedDict):
 
 
 class LatencyRecorder:
-    """Records durations (seconds) into an HdrHistogram and summarises them in milliseconds."""
+    """Records durations (seconds) into an HdrHistogram and summarises them in milliseconds.
+
+    Recording increments a plain list of counts laid out exactly as HdrHistogram's (same
+    index for every value); the HdrHistogram itself is built from those counts only when it
+    is read (a summary, a scrape). hdrh's `record_value` is pure Python (~0.9 us); the index
+    arithmetic inlined here is ~4x cheaper, and it runs on every request. The histogram built
+    from the counts is the one recording the values directly would have produced: each
+    count is recorded as its slot's lowest equivalent value, and everything hdrh reports
+    (percentiles, min, max, encoding) is per slot.
+    """
 
     # hdrh computes mean and stddev by walking all ~17k slots in pure Python (~0.1 s each),
     # which would stall the event loop on every /metrics scrape; running sums cost nothing.
-    __slots__ = ("_histogram", "_sum", "_sum_squares")
+    __slots__ = (
+        "_built",
+        "_count",
+        "_counts",
+        "_histogram",
+        "_mask",
+        "_offset",
+        "_shift",
+        "_significant_figures",
+        "_sum",
+        "_sum_squares",
+    )
 
     def __init__(self, significant_figures: int = SIGNIFICANT_FIGURES) -> None:
+        self._significant_figures = significant_figures
         self._histogram = HdrHistogram(LOWEST_US, HIGHEST_US, significant_figures)
+        h = self._histogram
+        self._counts = [0] * h.counts_len
+        #: index(v) = ((b + 1) << half_magnitude) + (v >> b) - half_count, where
+        #: b = bit_length(v | mask) - (half_magnitude + 1) (unit magnitude 0: LOWEST_US is 1).
+        self._mask: int = h.sub_bucket_mask
+        self._shift: int = h.sub_bucket_half_count_magnitude + 1
+        self._offset: int = h.sub_bucket_half_count
+        self._count = 0
+        #: How many of the counts the histogram already holds (it is rebuilt when stale).
+        self._built = 0
         self._sum = 0
         self._sum_squares = 0
 
     def record(self, seconds: float) -> None:
         """Record one duration; values outside the trackable range are clamped."""
-        micros = min(max(int(seconds * 1_000_000), LOWEST_US), HIGHEST_US)
-        self._histogram.record_value(micros)
+        micros = int(seconds * 1_000_000)
+        if micros < LOWEST_US:
+            micros = LOWEST_US
+        elif micros > HIGHEST_US:
+            micros = HIGHEST_US
+        bucket = (micros | self._mask).bit_length() - self._shift
+        self._counts[(bucket << (self._shift - 1)) + (micros >> bucket)] += 1
+        self._count += 1
         self._sum += micros
         self._sum_squares += micros * micros
+
+    @property
+    def _hdr(self) -> HdrHistogram:
+        """The HdrHistogram of everything recorded so far (rebuilt from the counts if stale)."""
+        if self._built != self._count:
+            h = HdrHistogram(LOWEST_US, HIGHEST_US, self._significant_figures)
+            for index, count in enumerate(self._counts):
+                if count:
+                    h.record_value(self._slot_value(index), count)
+            self._histogram, self._built = h, self._count
+        return self._histogram
+
+    def _slot_value(self, index: int) -> int:
+        """The lowest value whose counts index is `index` (inverse of the index in record)."""
+        half_magnitude = self._shift - 1
+        bucket = (index >> half_magnitude) - 1
+        sub_bucket = (index & (self._offset - 1)) + self._offset
+        if bucket < 0:
+            sub_bucket -= self._offset
+            bucket = 0
+        return sub_bucket << bucket
 
     def record_corrected(self, seconds: float, expected_interval: float) -> None:
         """Record with coordinated-omission back-fill, as HdrHistogram's recordCorrectedValue.
@@ -78,13 +137,15 @@ class LatencyRecorder:
 
     @property
     def count(self) -> int:
-        return int(self._histogram.get_total_count())
+        return self._count
 
     def merge(self, other: LatencyRecorder) -> None:
         """Add every value recorded by `other` to this recorder."""
-        # hdrh's add() takes an empty histogram's placeholder minimum (0) as a real value.
+        if other._significant_figures != self._significant_figures:
+            raise ValueError("cannot merge recorders of different precision")
         if other.count:
-            self._histogram.add(other._histogram)
+            self._counts = list(map(operator.add, self._counts, other._counts))
+            self._count += other._count
             self._sum += other._sum
             self._sum_squares += other._sum_squares
 
@@ -97,13 +158,13 @@ class LatencyRecorder:
         return total
 
     def percentile_ms(self, percentile: float) -> float:
-        return float(self._histogram.get_value_at_percentile(percentile)) / 1000.0
+        return float(self._hdr.get_value_at_percentile(percentile)) / 1000.0
 
     def summary_ms(self) -> LatencySummary:
         """min, mean, median, p90, p95, p99, p99.9 and max in milliseconds (zeros when empty)."""
-        h = self._histogram
         if self.count == 0:
             return EMPTY_SUMMARY.copy()
+        h = self._hdr
         # One pass over the counts for all percentiles (hdrh walks them in Python).
         values = h.get_percentile_to_value_dict(list(SUMMARY_PERCENTILES))
         p50, p90, p95, p99, p999 = (values[p] / 1000.0 for p in SUMMARY_PERCENTILES)
@@ -138,7 +199,7 @@ class LatencyRecorder:
                 "value_ms": item.value_iterated_to / 1000.0,
                 "count": int(item.total_count_to_this_value),
             }
-            for item in self._histogram.get_percentile_iterator(ticks_per_half_distance)
+            for item in self._hdr.get_percentile_iterator(ticks_per_half_distance)
         ]
 
     def total_seconds(self) -> float:
@@ -147,5 +208,5 @@ class LatencyRecorder:
 
     def encode(self) -> str:
         """HdrHistogram's compressed base64 encoding, loadable by any HdrHistogram library."""
-        encoded: Any = self._histogram.encode()
+        encoded: Any = self._hdr.encode()
         return encoded.decode() if isinstance(encoded, bytes) else str(encoded)
