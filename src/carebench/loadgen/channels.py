@@ -19,6 +19,8 @@ from carebench.models import Query
 from carebench.patterns.base import Pattern
 
 PATIENTS_PATH = "/api/v1/patients?id="
+#: Encoded requests a channel keeps (a bound for runs over many distinct ids).
+CACHED_REQUESTS = 4096
 
 
 class Channel(Protocol):
@@ -48,14 +50,26 @@ class HttpChannel:
         self._port = port
         self._prefix = base_path + PATIENTS_PATH
         self._connection: HttpConnection | None = None
+        #: Encoded requests without a priority, by patient id (ids repeat: fixed, uniform:N).
+        self._requests: dict[str, bytes] = {}
         self.retry_after = 0.0
 
     async def fetch(self, patient_id: str, priority: str | None = None) -> int:
         connection = self._connection
         if connection is None or connection.closed:
             connection = self._connection = await HttpConnection.open(self._host, self._port)
-        headers = {"X-Request-Priority": priority} if priority else None
-        response = await connection.get(self._prefix + patient_id, headers)
+        if priority:
+            headers = {"X-Request-Priority": priority}
+            request = connection.encode_get(self._prefix + patient_id, headers)
+        else:
+            request = self._requests.get(patient_id) or self._encode(connection, patient_id)
+        waiter = connection.send(request)
+        try:
+            response = await waiter
+        except asyncio.CancelledError:
+            # The late response would otherwise be read as the answer to the next request.
+            connection.close()
+            raise
         status = response.status
         # Only a refusal's Retry-After is ever read (by --honor-retry-after), so only a
         # refusal pays for decoding headers.
@@ -64,6 +78,12 @@ class HttpChannel:
         else:
             self.retry_after = 0.0
         return status
+
+    def _encode(self, connection: HttpConnection, patient_id: str) -> bytes:
+        if len(self._requests) >= CACHED_REQUESTS:
+            self._requests.clear()
+        request = self._requests[patient_id] = connection.encode_get(self._prefix + patient_id)
+        return request
 
     def reset(self) -> None:
         self.close()

@@ -238,16 +238,30 @@ class HttpConnection:
         Cancelling this call (for example with ``asyncio.timeout``) closes the connection: the
         late response would otherwise be read as the answer to the next request.
         """
-        if headers:
-            request = _encode_get_with_headers(self._host, target, headers)
-        else:
-            request = _encode_get(self._host, target)
-        waiter = self._protocol.send(request)
+        waiter = self._protocol.send(self.encode_get(target, headers))
         try:
             return await waiter
         except asyncio.CancelledError:
             self._protocol.close()
             raise
+
+    def encode_get(self, target: str, headers: Mapping[str, str] | None = None) -> bytes:
+        """The bytes of ``GET target`` on this connection, for :meth:`send`.
+
+        Raises ``ValueError`` for an invalid target or header.
+        """
+        if headers:
+            return _encode_get_with_headers(self._host, target, headers)
+        return _encode_get(self._host, target)
+
+    def send(self, request: bytes) -> asyncio.Future[Response]:
+        """Write an encoded request (from :meth:`encode_get`); its response resolves the future.
+
+        The lower-level half of :meth:`get`, for a caller that keeps encoded requests and
+        awaits the future itself (one coroutine less per request). Unlike :meth:`get`,
+        abandoning the future does not close the connection: call :meth:`close` then.
+        """
+        return self._protocol.send(request)
 
     def close(self) -> None:
         """Close the connection; a request still in flight fails with ``ConnectionClosed``."""
