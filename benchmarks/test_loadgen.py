@@ -1,0 +1,93 @@
+"""The load generator's cost per request, piece by piece (see benchmarks/client_vs_wrk.py for
+the whole generator against wrk): recording an outcome, parsing a response, the engine loop.
+
+Each benchmark times a batch of BATCH requests; divide the time by BATCH for the per-request
+cost. Not collected by `make test`; run with `make bench`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import uvloop
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from carebench.loadgen.client import _ResponseProtocol
+from carebench.loadgen.engine import Engine
+from carebench.loadgen.results import RunRecorder
+
+BATCH = 10_000
+#: What nginx answers in benchmarks/client_vs_wrk.py: five headers and a small JSON body.
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 28 Nov 2026 07:30:00 GMT\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 67\r\nConnection: keep-alive\r\n\r\n"
+    b'{"id":"P12345","name":"Test Patient","status":"active","version":1}'
+)
+
+
+class InstantChannel:
+    """Answers 200 at once, without a socket: what is left is the engine's own cost."""
+
+    retry_after = 0.0
+
+    async def fetch(self, patient_id: str, priority: str | None = None) -> int:
+        return 200
+
+    def reset(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class NullTransport(asyncio.Transport):
+    """Swallows writes, so the protocol can be driven without a socket."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        return None
+
+
+def test_record_outcome(benchmark: BenchmarkFixture) -> None:
+    """RunRecorder.record for a closed-loop success (histograms, timeline, status counts)."""
+
+    def record_batch() -> None:
+        recorder = RunRecorder(0.0)
+        for i in range(BATCH):
+            recorder.record("success", 0.0005 + i * 1e-8, i * 1e-4, 200)
+
+    benchmark(record_batch)
+    benchmark.extra_info["requests"] = BATCH
+
+
+def test_parse_response(benchmark: BenchmarkFixture) -> None:
+    """Send a request and parse nginx's answer to it (httptools and the protocol callbacks)."""
+    loop = uvloop.new_event_loop()
+    protocol = _ResponseProtocol(loop)
+    protocol.connection_made(NullTransport())
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    def parse_batch() -> None:
+        for _ in range(BATCH):
+            waiter = protocol.send(request)
+            protocol.data_received(RESPONSE)
+            assert waiter.result().status == 200
+
+    try:
+        benchmark(parse_batch)
+    finally:
+        loop.close()
+    benchmark.extra_info["requests"] = BATCH
+
+
+def test_engine_closed_loop(benchmark: BenchmarkFixture) -> None:
+    """The closed loop of 64 clients over instant channels: ids, deadlines, recording."""
+    channels = [InstantChannel() for _ in range(64)]
+
+    def run_batch() -> None:
+        engine = Engine(channels, lambda: "P1", 5.0, RunRecorder(time.perf_counter()))
+        uvloop.run(engine.closed_loop(BATCH))
+        assert engine.recorder.total == BATCH
+
+    benchmark(run_batch)
+    benchmark.extra_info["requests"] = BATCH
