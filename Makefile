@@ -43,7 +43,10 @@ test: lint
 # Microbenchmarks (the analogue of `go test -bench=. -benchmem`); not part of `make test`.
 BENCH_DIR := .benchmarks
 BENCH := $(BIN)/pytest benchmarks -p no:cacheprovider --benchmark-columns=min,median,iqr,ops,rounds
-BENCH_MAX_SLOWDOWN ?= 20
+# The noise band of probes_per_1k_requests between runs of unchanged code, measured on this
+# 2-core machine (benchmarks/README.md, "Noise band"): -21 % .. +11.5 %. 25 % fails on none of
+# those runs and still catches a hot path that got a quarter more expensive.
+BENCH_MAX_SLOWDOWN ?= 25
 
 bench: $(STAMP)
 	mkdir -p $(BENCH_DIR)

@@ -238,6 +238,7 @@ class ProbedRounds:
 ZERO_TABLE = "zero latency: the pattern's own cost per request"
 REFERENCE_TABLE = "reference latency: Little's law, min(concurrency, capacity) / mean latency"
 MEMORY_TABLE = "memory: 10k requests at concurrency 100"
+HOT_PATH_TABLE = "hot path: one server request's pieces, per call"
 
 #: Columns of each summary table: (header, extra_info key, width).
 SUMMARY_TABLES: dict[str, tuple[tuple[str, str, int], ...]] = {
@@ -258,6 +259,10 @@ SUMMARY_TABLES: dict[str, tuple[tuple[str, str, int], ...]] = {
         ("ratio", "littles_law_ratio", 6),
         ("errors", "backend_errors", 6),
         ("rejected", "rejected", 8),
+    ),
+    HOT_PATH_TABLE: (
+        ("us/call", "us_per_request", 8),
+        ("probes/1k", "probes_per_1k_requests", 9),
     ),
     MEMORY_TABLE: (
         ("RSS MB", "rss_before_mb", 7),

@@ -5,24 +5,34 @@
 * `test_reference_latency_throughput`: 50-100 ms backend; throughput must match Little's law.
 * `test_memory`: RSS and traced memory over 10k requests at concurrency 100.
 * `test_optimized_vs_workerpool_allocations`: the two side by side, with a verdict.
+* `test_hot_path_piece`: pieces of the server's request path outside the patterns (metrics,
+  timestamp, JSON, the one-write transport, the query deadline), per call.
 
 See benchmarks/README.md for what every number means.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import uvloop
 from memory import AllocationTracer, GcMonitor, GcWork, TracedMemory
 
+from carebench.backends.records import synthetic_patient
 from carebench.metrics.process import rss_bytes
-from carebench.patterns.base import pattern_names
+from carebench.metrics.requests import RequestMetrics
+from carebench.patterns.base import pattern_names, within_deadline
+from carebench.responses import PlainResponseEncoder, utc_timestamp
+from carebench.server.uvicorn_protocol import HeadHoldingTransport
 from conftest import (
     CONCURRENCY_LEVELS,
+    HOT_PATH_TABLE,
     MEMORY_TABLE,
     REFERENCE_TABLE,
     ZERO_TABLE,
@@ -324,3 +334,90 @@ def test_optimized_vs_workerpool_allocations(
     )
     for name in pair:
         assert_all_served(served[name], MEMORY_CONCURRENCY, errors_allowed=False)
+
+
+#: Calls per timed round of a hot-path piece: ~5-40 ms, long enough to time steadily.
+HOT_PATH_CALLS = 20_000
+
+
+class NullTransport:
+    """Takes writes and drops them: what is timed is the transport wrapper, not a socket."""
+
+    def write(self, data: bytes) -> None:
+        return None
+
+
+def metrics_record() -> Callable[[], None]:
+    metrics = RequestMetrics("workerpool")
+    return lambda: metrics.record("success", 0.000734, 200)
+
+
+def encode_patient() -> Callable[[], bytes]:
+    encoder, patient = PlainResponseEncoder(), synthetic_patient("P12345")
+    return lambda: encoder.encode_patient(patient, "5f0c2a9e1b7d-0000002a")
+
+
+def head_and_body_write() -> Callable[[], None]:
+    real: Any = NullTransport()
+
+    def respond() -> None:
+        transport = HeadHoldingTransport(real)
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+        transport.write(b"hello")
+
+    return respond
+
+
+async def answer_at_once() -> int:
+    return 1
+
+
+def within_deadline_batch() -> Callable[[], None]:
+    """HOT_PATH_CALLS awaits of `within_deadline` around a coroutine that does not suspend."""
+    runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+    async def batch() -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30.0
+        for _ in range(HOT_PATH_CALLS):
+            await within_deadline(answer_at_once(), deadline, loop)
+
+    return lambda: runner.run(batch())
+
+
+#: name -> (factory of the timed callable, whether one call already covers HOT_PATH_CALLS).
+HOT_PATH_PIECES: dict[str, tuple[Callable[[], Callable[[], object]], bool]] = {
+    "metrics-record": (metrics_record, False),
+    "utc-timestamp": (lambda: utc_timestamp, False),
+    "encode-patient": (encode_patient, False),
+    "head-and-body-write": (head_and_body_write, False),
+    "within-deadline": (within_deadline_batch, True),
+}
+
+
+@pytest.mark.parametrize("piece", list(HOT_PATH_PIECES))
+def test_hot_path_piece(benchmark: Any, summary: SummaryLog, piece: str) -> None:
+    """The cost per call of a piece every server request runs, gated like the patterns."""
+    factory, batched = HOT_PATH_PIECES[piece]
+    call = factory()
+    rounds = ProbedRounds(warmup_rounds=1)
+
+    def run_round() -> None:
+        started = time.perf_counter()
+        if batched:
+            call()
+        else:
+            for _ in range(HOT_PATH_CALLS):
+                call()
+        rounds.record(time.perf_counter() - started)
+
+    benchmark.group = "hot-path"
+    benchmark.pedantic(
+        run_round, setup=rounds.probe, rounds=ZERO_ROUNDS, iterations=1, warmup_rounds=1
+    )
+    info = benchmark.extra_info
+    info.update(piece=piece, calls_per_round=HOT_PATH_CALLS)
+    info.update(us_per_request=round(rounds.median_seconds / HOT_PATH_CALLS * 1e6, 4))
+    info.update(probes_per_1k_requests=rounds.probes_per_1k(HOT_PATH_CALLS))
+    summary.row(HOT_PATH_TABLE, f"hot-path {piece}", dict(info))
+    summary.probe(f"hot-path {piece}", rounds)
