@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import cast
 from urllib.parse import urlsplit
@@ -78,6 +78,10 @@ class ConnectionClosed(ConnectionError):
     """The connection is closed, or ended before a complete response arrived."""
 
 
+#: Settles one request sent with `send_then`: (response, None) or (None, error).
+ResponseCallback = Callable[[Response | None, ConnectionClosed | None], None]
+
+
 class _ResponseProtocol(asyncio.Protocol):
     """Feeds received bytes to httptools and resolves one response future at a time."""
 
@@ -86,6 +90,9 @@ class _ResponseProtocol(asyncio.Protocol):
         self._parser = HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[Response] | None = None
+        #: Instead of a waiter: called with the response (or the error) once it is settled.
+        self._on_settled: ResponseCallback | None = None
+        self._completed: Response | None = None
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._headers_done = False
@@ -109,6 +116,19 @@ class _ResponseProtocol(asyncio.Protocol):
         self._transport.write(request)
         return waiter
 
+    def send_then(self, request: bytes, on_settled: ResponseCallback) -> None:
+        """Write one encoded request; `on_settled(response, None)` or `(None, error)` follows.
+
+        No future and no task wake-up: the callback runs from the event loop's read callback
+        (or from `close()`, synchronously). Raises ConnectionClosed when already closed.
+        """
+        if self.closed or self._transport is None:
+            raise ConnectionClosed("connection is closed; open a new one")
+        if self._waiter is not None or self._on_settled is not None:
+            raise RuntimeError("a request is already in flight on this connection")
+        self._on_settled = on_settled
+        self._transport.write(request)
+
     def close(self) -> None:
         """Close the transport and fail any request still waiting for its response."""
         self.closed = True
@@ -118,7 +138,7 @@ class _ResponseProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Parse response bytes; anything the parser rejects ends the connection."""
-        if self._waiter is None:
+        if self._waiter is None and self._on_settled is None:
             self._abort(ConnectionClosed("peer sent data with no request in flight"))
             return
         try:
@@ -127,14 +147,24 @@ class _ResponseProtocol(asyncio.Protocol):
             error = ConnectionClosed(f"malformed HTTP response: {exc}")
             error.__cause__ = exc
             self._abort(error)
+            return
+        response = self._completed
+        if response is not None:
+            # Called after the parser returns, so a failing callback is never taken for a
+            # malformed response.
+            self._completed = None
+            on_settled = self._on_settled
+            self._on_settled = None
+            if on_settled is not None:
+                on_settled(response, None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Mark the connection closed and settle a request that was still in flight."""
         self.closed = True
-        if self._waiter is None:
+        if self._waiter is None and self._on_settled is None:
             return
         if self._headers_done and self._body_ends_at_eof():
-            self._complete()
+            self._complete(in_parser=False)
             return
         error = ConnectionClosed("peer closed the connection before the response was complete")
         error.__cause__ = exc
@@ -159,7 +189,7 @@ class _ResponseProtocol(asyncio.Protocol):
             self.closed = True
             if self._transport is not None:
                 self._transport.close()
-        self._complete()
+        self._complete(in_parser=True)
 
     def _body_ends_at_eof(self) -> bool:
         # httptools cannot be told about EOF, so a body delimited by the connection closing
@@ -169,7 +199,7 @@ class _ResponseProtocol(asyncio.Protocol):
             "transfer-encoding", ""
         )
 
-    def _complete(self) -> None:
+    def _complete(self, in_parser: bool) -> None:
         waiter = self._waiter
         self._waiter = None
         response = Response(
@@ -180,6 +210,13 @@ class _ResponseProtocol(asyncio.Protocol):
         self._headers_done = False
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
+        elif self._on_settled is not None:
+            if in_parser:
+                self._completed = response
+            else:
+                on_settled = self._on_settled
+                self._on_settled = None
+                on_settled(response, None)
 
     def _abort(self, error: ConnectionClosed) -> None:
         self.closed = True
@@ -192,6 +229,11 @@ class _ResponseProtocol(asyncio.Protocol):
         self._waiter = None
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
+        on_settled = self._on_settled
+        self._on_settled = None
+        self._completed = None
+        if on_settled is not None:
+            on_settled(None, error)
 
 
 class HttpConnection:
@@ -262,6 +304,11 @@ class HttpConnection:
         abandoning the future does not close the connection: call :meth:`close` then.
         """
         return self._protocol.send(request)
+
+    def send_then(self, request: bytes, on_settled: ResponseCallback) -> None:
+        """Write an encoded request; ``on_settled(response, None)`` or ``(None, error)`` is
+        called once it is settled, from the event loop (no future, no task wake-up)."""
+        self._protocol.send_then(request, on_settled)
 
     def close(self) -> None:
         """Close the connection; a request still in flight fails with ``ConnectionClosed``."""

@@ -14,12 +14,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from carebench.loadgen.channels import Channel
+from carebench.loadgen.channels import Channel, HttpChannel
 from carebench.loadgen.ids import IdChooser
 from carebench.loadgen.priorities import PriorityChooser, no_priority
-from carebench.loadgen.results import RunRecorder, classify
+from carebench.loadgen.results import Outcome, RunRecorder, classify
 
 #: Pause after a connection error so a dead server does not turn the loop into a busy spin.
 CONNECTION_ERROR_BACKOFF = 0.01
@@ -62,14 +62,28 @@ class Schedule:
         return slot
 
 
+class Deadline(Protocol):
+    """A client as the watchdog sees it: the deadline of its request in flight (inf when
+    none), whether it has expired, and how to end the request that passed it."""
+
+    deadline: float
+    expired: bool
+
+    def expire(self) -> None: ...
+
+
 @dataclass(slots=True)
 class InFlight:
-    """One client's request in flight: its deadline (inf when none), and whether the watchdog
-    cancelled it for passing that deadline (a cancellation from anywhere else propagates)."""
+    """One client task's request in flight: its deadline (inf when none), and whether the
+    watchdog cancelled it for passing that deadline (a cancellation from anywhere else
+    propagates)."""
 
     task: asyncio.Task[Any]
     deadline: float = math.inf
     expired: bool = False
+
+    def expire(self) -> None:
+        self.task.cancel()
 
 
 @dataclass(slots=True)
@@ -85,7 +99,7 @@ class Watchdog:
 
     timeout: float
     timer: Timer
-    clients: list[InFlight] = field(default_factory=list)
+    clients: list[Deadline] = field(default_factory=list)
 
     def watch(self) -> InFlight:
         """The deadline slot of the calling client task."""
@@ -104,7 +118,7 @@ class Watchdog:
                 if deadline <= now:
                     if not slot.expired:
                         slot.expired = True
-                        slot.task.cancel()
+                        slot.expire()
                 elif deadline < earliest:
                     earliest = deadline
             await asyncio.sleep(earliest - now)
@@ -144,6 +158,11 @@ class Engine:
 
     async def closed_loop(self, requests: float, until: float = math.inf) -> None:
         """`len(channels)` clients send back to back until `requests` are sent or `until`."""
+        if not self.honor_retry_after and all(
+            isinstance(channel, HttpChannel) for channel in self.channels
+        ):
+            await CallbackLoop(self, requests, until).run()
+            return
         remaining = requests
         watchdog = Watchdog(self.timeout, self.timer)
 
@@ -217,3 +236,146 @@ async def _run_clients(watchdog: Watchdog, clients: list[Coroutine[Any, Any, Non
         await asyncio.gather(*clients)
     finally:
         enforcing.cancel()
+
+
+class CallbackLoop:
+    """The closed loop over HTTP channels without a task per client.
+
+    Each client's next request is sent from the callback that settles the previous one, in
+    the event loop's read callback: no future, no task wake-up and no coroutine per request
+    (~1 us of ~10 us). Outcomes, deadlines (the same watchdog), the request budget, `until`
+    and `stopping` are as in `Engine.closed_loop`'s task per client; a connection is (re)opened
+    by a short task. Refused clients re-send at once: --honor-retry-after runs the task loop.
+    """
+
+    def __init__(self, engine: Engine, requests: float, until: float) -> None:
+        self.engine = engine
+        self.remaining = requests
+        self.until = until
+        self.watchdog = Watchdog(engine.timeout, engine.timer)
+        self.running = 0
+        self.halted = False
+        self.event_loop = asyncio.get_running_loop()
+        self.finished: asyncio.Future[None] = self.event_loop.create_future()
+        #: Clients whose next request waits for the end of this round of read callbacks.
+        self.ready: list[CallbackClient] = []
+
+    async def run(self) -> None:
+        channels = [c for c in self.engine.channels if isinstance(c, HttpChannel)]
+        clients = [CallbackClient(self, channel) for channel in channels]
+        self.watchdog.clients.extend(clients)
+        self.running = len(clients)
+        enforcing = asyncio.get_running_loop().create_task(self.watchdog.run())
+        try:
+            for client in clients:
+                client.send_next()
+            await self.finished
+        finally:
+            self.halted = True
+            enforcing.cancel()
+            for client in clients:
+                client.stop()
+
+    def send_soon(self, client: CallbackClient) -> None:
+        """Send `client`'s next request once this round of read callbacks is over.
+
+        Sending from the read callback itself wakes the target once per response; writing
+        the round's requests together lets it find several at each wake-up, as the task per
+        client does (measured: sending at once cost the target ~15 % more CPU per request
+        and this client ~1 us more of system time).
+        """
+        if not self.ready:
+            self.event_loop.call_soon(self._send_ready)
+        self.ready.append(client)
+
+    def _send_ready(self) -> None:
+        ready, self.ready = self.ready, []
+        for client in ready:
+            client.send_next()
+
+    def client_done(self) -> None:
+        self.running -= 1
+        if self.running == 0 and not self.finished.done():
+            self.finished.set_result(None)
+
+
+class CallbackClient:
+    """One closed-loop client of a CallbackLoop: send, settle, record, send again."""
+
+    __slots__ = ("channel", "connecting", "deadline", "expired", "loop", "priority", "sent")
+
+    def __init__(self, loop: CallbackLoop, channel: HttpChannel) -> None:
+        self.loop = loop
+        self.channel = channel
+        self.deadline = math.inf
+        self.expired = False
+        self.sent = 0.0
+        self.priority: str | None = None
+        self.connecting: asyncio.Task[None] | None = None
+
+    def send_next(self) -> None:
+        loop = self.loop
+        engine = loop.engine
+        if loop.halted or loop.remaining <= 0 or engine.stopping or engine.timer() >= loop.until:
+            loop.client_done()
+            return
+        loop.remaining -= 1
+        sent = self.sent = engine.last_send = engine.timer()
+        engine.sent += 1
+        priority = self.priority = engine.choose_priority()
+        self.deadline = sent + engine.timeout
+        patient_id = engine.choose_id()
+        if not self.channel.send_then(patient_id, priority, self.settle):
+            self.connecting = asyncio.get_running_loop().create_task(
+                self._connect_and_send(patient_id, priority)
+            )
+
+    async def _connect_and_send(self, patient_id: str, priority: str | None) -> None:
+        try:
+            await self.channel.connect()
+        except OSError as error:
+            self.connecting = None
+            self.settle(0, error)
+            return
+        except asyncio.CancelledError:
+            self.connecting = None
+            if self.expired:
+                self.settle(0, None)
+            return
+        self.connecting = None
+        if not self.channel.send_then(patient_id, priority, self.settle):
+            self.settle(0, ConnectionError("connection closed as soon as it opened"))
+
+    def expire(self) -> None:
+        """The watchdog's deadline passed: end the request (settle follows, as a timeout)."""
+        if self.connecting is not None:
+            self.connecting.cancel()
+        else:
+            self.channel.reset()
+
+    def settle(self, status: int, error: OSError | None) -> None:
+        loop = self.loop
+        if loop.halted:
+            return
+        engine = loop.engine
+        self.deadline = math.inf
+        outcome: Outcome
+        if self.expired:
+            self.expired = False
+            self.channel.reset()
+            status, outcome = 0, "timeout"
+        elif error is not None:
+            self.channel.reset()
+            outcome = "connection_error"
+        else:
+            outcome = classify(status)
+        done = engine.timer()
+        engine.recorder.record(outcome, done - self.sent, done, status, priority=self.priority)
+        if outcome == "connection_error":
+            loop.event_loop.call_later(CONNECTION_ERROR_BACKOFF, self.send_next)
+        else:
+            loop.send_soon(self)
+
+    def stop(self) -> None:
+        if self.connecting is not None:
+            self.connecting.cancel()
