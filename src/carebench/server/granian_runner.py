@@ -2,12 +2,15 @@
 
 Measured with benchmarks/overhead.sh (wrk -t1 -c64, server on one core, medians of 3): a raw
 ASGI hello-world does 1.3-1.7x uvicorn's rate on granian. For carebench's workerpool at zero
-database latency the answer depends on the machine: 0.87-0.9x uvicorn on an Intel Xeon
-(13.3k against 15.2k req/s, 2026-11-26) but 1.10x on an AMD EPYC (27.3k against 24.9k,
-2026-11-28, BENCHMARKS.md). On uvicorn carebench reads the per-request `disconnected` flag to
+database latency the answer depends on the machine and the day: 0.87-0.9x uvicorn on an Intel
+Xeon (13.3k against 15.2k req/s, 2026-11-26), 1.10x on an AMD EPYC (27.3k against 24.9k,
+2026-11-28, BENCHMARKS.md), and on the same EPYC after the request-path work of issue 10 (one
+write per response on uvicorn, queries in the handler's task, cheaper deadline and metrics)
+1.27x (34.1k against 26.9k; per round 0.95x, 1.24x, 1.32x on a machine shared with other
+measurements, 2026-11-28). On uvicorn carebench reads the per-request `disconnected` flag to
 skip work for departed clients; granian exposes no such flag, so it needs a watcher task per
-request. uvicorn stays the default until a side-by-side comparison on more than one machine
-says otherwise (issue 10, server performance).
+request. uvicorn stays the default until a quieter side-by-side comparison, on more than one
+machine, says otherwise (issue 10, server performance).
 """
 
 from __future__ import annotations
