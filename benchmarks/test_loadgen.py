@@ -13,7 +13,7 @@ import time
 import uvloop
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from carebench.loadgen.client import _ResponseProtocol
+from carebench.loadgen.client import Response, _ResponseProtocol
 from carebench.loadgen.engine import Engine
 from carebench.loadgen.results import RunRecorder
 
@@ -72,6 +72,32 @@ def test_parse_response(benchmark: BenchmarkFixture) -> None:
             waiter = protocol.send(request)
             protocol.data_received(RESPONSE)
             assert waiter.result().status == 200
+
+    try:
+        benchmark(parse_batch)
+    finally:
+        loop.close()
+    benchmark.extra_info["requests"] = BATCH
+
+
+def test_parse_response_callback(benchmark: BenchmarkFixture) -> None:
+    """The same, settled through a callback (the closed loop's CallbackLoop) instead of a
+    future."""
+    loop = uvloop.new_event_loop()
+    protocol = _ResponseProtocol(loop)
+    protocol.connection_made(NullTransport())
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    statuses: list[int] = []
+
+    def settled(response: Response | None, error: Exception | None) -> None:
+        statuses.append(response.status if response else 0)
+
+    def parse_batch() -> None:
+        statuses.clear()
+        for _ in range(BATCH):
+            protocol.send_then(request, settled)
+            protocol.data_received(RESPONSE)
+        assert statuses == [200] * BATCH
 
     try:
         benchmark(parse_batch)
