@@ -6,11 +6,11 @@ database latency the answer depends on the machine and the day: 0.87-0.9x uvicor
 Xeon (13.3k against 15.2k req/s, 2026-11-26), 1.10x on an AMD EPYC (27.3k against 24.9k,
 2026-11-28, BENCHMARKS.md), and on the same EPYC after the request-path work of issue 10 (one
 write per response on uvicorn, queries in the handler's task, cheaper deadline and metrics)
-1.27x (34.1k against 26.9k; per round 0.95x, 1.24x, 1.32x on a machine shared with other
-measurements, 2026-11-28). On uvicorn carebench reads the per-request `disconnected` flag to
-skip work for departed clients; granian exposes no such flag, so it needs a watcher task per
-request. uvicorn stays the default until a quieter side-by-side comparison, on more than one
-machine, says otherwise (issue 10, server performance).
+1.27x in a run disturbed by other measurements (rounds 0.95-1.32x) and 1.02x in a quiet one
+(38.7k against 38.0k, rounds 1.01-1.03x, 2026-11-28). On uvicorn carebench reads the
+per-request `disconnected` flag to skip work for departed clients; granian exposes no such
+flag, so it needs a watcher task per request. uvicorn stays the default: granian is no longer
+slower, but not clearly faster either (issue 10, server performance).
 """
 
 from __future__ import annotations
