@@ -46,6 +46,7 @@ from carebench.backends.pgdiagnosis import (
     require_dsn,
     unavailable,
 )
+from carebench.backends.pool import wait_for_connection
 from carebench.models import Patient
 
 if TYPE_CHECKING:
@@ -181,19 +182,9 @@ class PostgresBackend:
 
     async def _take_slot(self) -> None:
         """Wait for one of the pool's connections, at most --db-pool-timeout."""
-        self.waiting += 1
-        try:
-            async with asyncio.timeout(self.config.pool_timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            self.pool_exhausted += 1
-            self.errors += 1
-            raise BackendError(
-                f"connection pool exhausted (waited {self.config.pool_timeout:g}s "
-                f"for one of {self.config.pool_size} connections)"
-            ) from None
-        finally:
-            self.waiting -= 1
+        await wait_for_connection(
+            self._slots, self.config.pool_size, self.config.pool_timeout, self
+        )
 
     def health(self) -> BackendHealth:
         """Status "down" while the latest requests could not reach the database; runs no query."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from carebench.backends.base import BackendHealth, BackendStats
+from carebench.backends.pool import wait_for_connection
 from carebench.backends.records import synthetic_patient
 from carebench.errors import BackendError, ConfigError
 from carebench.models import Patient
@@ -168,19 +169,7 @@ class SimulatedBackend:
 
     async def _acquire_connection(self) -> None:
         assert self._pool is not None
-        self.waiting += 1
-        try:
-            async with asyncio.timeout(self.config.pool_timeout):
-                await self._pool.acquire()
-        except TimeoutError:
-            self.pool_exhausted += 1
-            self.errors += 1
-            raise BackendError(
-                f"connection pool exhausted (waited {self.config.pool_timeout:g}s "
-                f"for one of {self.config.pool_size} connections)"
-            ) from None
-        finally:
-            self.waiting -= 1
+        await wait_for_connection(self._pool, self.config.pool_size, self.config.pool_timeout, self)
 
     async def _run_query(self, patient_id: str) -> Patient:
         cfg = self.config

@@ -30,6 +30,7 @@ import msgspec
 
 from carebench.backends import dataset
 from carebench.backends.base import BackendHealth, BackendStats
+from carebench.backends.pool import wait_for_connection
 from carebench.errors import BackendError, BackendUnavailable, PatientNotFound
 from carebench.models import Patient
 
@@ -313,19 +314,9 @@ class SqliteBackend:
         if self._permits is None:
             self.errors += 1
             raise BackendError("the sqlite backend is not started")
-        self.waiting += 1
-        try:
-            async with asyncio.timeout(self.config.pool_timeout):
-                await self._permits.acquire()
-        except TimeoutError:
-            self.pool_exhausted += 1
-            self.errors += 1
-            raise BackendError(
-                f"connection pool exhausted (waited {self.config.pool_timeout:g}s "
-                f"for one of {self.config.pool_size} connections)"
-            ) from None
-        finally:
-            self.waiting -= 1
+        await wait_for_connection(
+            self._permits, self.config.pool_size, self.config.pool_timeout, self
+        )
         return self._idle.pop()
 
     def _release_from_thread(self, connection: _Connection, query: Future[Patient]) -> None:
