@@ -169,9 +169,13 @@ class Engine:
         async def client(channel: Channel) -> None:
             nonlocal remaining
             slot = watchdog.watch()
-            while remaining > 0 and not self.stopping and self.timer() < until:
+            # The time checked against `until` is the send time, so nothing counts as sent after it.
+            while remaining > 0 and not self.stopping and (now := self.timer()) < until:
                 remaining -= 1
-                if await self._one(channel, None, slot) == "rejected" and self.honor_retry_after:
+                if (
+                    await self._one(channel, None, slot, now) == "rejected"
+                    and self.honor_retry_after
+                ):
                     # A well-behaved client waits as told instead of re-sending at once.
                     await self._sleep(max(channel.retry_after, MIN_BACKOFF))
 
@@ -194,8 +198,10 @@ class Engine:
 
         await _run_clients(watchdog, [client(channel) for channel in self.channels])
 
-    async def _one(self, channel: Channel, intended: float | None, slot: InFlight) -> str:
-        sent = self.last_send = self.timer()
+    async def _one(
+        self, channel: Channel, intended: float | None, slot: InFlight, now: float | None = None
+    ) -> str:
+        sent = self.last_send = self.timer() if now is None else now
         self.sent += 1
         status = 0
         priority = self.choose_priority()
@@ -316,11 +322,12 @@ class CallbackClient:
     def send_next(self) -> None:
         loop = self.loop
         engine = loop.engine
-        if loop.halted or loop.remaining <= 0 or engine.stopping or engine.timer() >= loop.until:
+        now = engine.timer()
+        if loop.halted or loop.remaining <= 0 or engine.stopping or now >= loop.until:
             loop.client_done()
             return
         loop.remaining -= 1
-        sent = self.sent = engine.last_send = engine.timer()
+        sent = self.sent = engine.last_send = now
         engine.sent += 1
         priority = self.priority = engine.choose_priority()
         self.deadline = sent + engine.timeout
