@@ -5,15 +5,33 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+from carebench.backends.base import BackendStats
 from carebench.errors import BackendError
 
 
 class PoolCounters(Protocol):
-    """The counters a backend reports in /metrics about its connection pool."""
+    """The counters a backend reports in /metrics about its queries and connection pool."""
 
-    waiting: int
-    pool_exhausted: int
+    queries: int
     errors: int
+    pool_exhausted: int
+    active: int
+    peak_active: int
+    waiting: int
+
+
+def pool_stats(name: str, counters: PoolCounters, pool_size: int | None) -> BackendStats:
+    """The /metrics view every backend with a connection pool gives of it."""
+    return {
+        "backend": name,
+        "total_queries": counters.queries,
+        "total_errors": counters.errors,
+        "pool_exhausted": counters.pool_exhausted,
+        "active_queries": counters.active,
+        "peak_active_queries": counters.peak_active,
+        "waiting_for_connection": counters.waiting,
+        "pool_size": pool_size,
+    }
 
 
 async def wait_for_connection(

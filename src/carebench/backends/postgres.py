@@ -46,7 +46,7 @@ from carebench.backends.pgdiagnosis import (
     require_dsn,
     unavailable,
 )
-from carebench.backends.pool import wait_for_connection
+from carebench.backends.pool import pool_stats, wait_for_connection
 from carebench.models import Patient
 
 if TYPE_CHECKING:
@@ -198,16 +198,7 @@ class PostgresBackend:
 
     def stats(self) -> BackendStats:
         """Counters and pool state for /metrics."""
-        return {
-            "backend": self.name,
-            "total_queries": self.queries,
-            "total_errors": self.errors,
-            "pool_exhausted": self.pool_exhausted,
-            "active_queries": self.active,
-            "peak_active_queries": self.peak_active,
-            "waiting_for_connection": self.waiting,
-            "pool_size": self.config.pool_size,
-        }
+        return pool_stats(self.name, self, self.config.pool_size)
 
     @classmethod
     async def seed(cls, backend: BackendConfig, patients: int) -> int:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from carebench.backends.base import BackendHealth, BackendStats
-from carebench.backends.pool import wait_for_connection
+from carebench.backends.pool import pool_stats, wait_for_connection
 from carebench.backends.records import synthetic_patient
 from carebench.errors import BackendError, ConfigError
 from carebench.models import Patient
@@ -198,17 +198,8 @@ class SimulatedBackend:
     def stats(self) -> BackendStats:
         """Counters and capacity state for /metrics."""
         cfg = self.config
-        return {
-            "backend": self.name,
-            "profile": cfg.profile,
-            "total_queries": self.queries,
-            "total_errors": self.errors,
-            "pool_exhausted": self.pool_exhausted,
-            "active_queries": self.active,
-            "peak_active_queries": self.peak_active,
-            "waiting_for_connection": self.waiting,
-            "pool_size": cfg.pool_size if cfg.limited else None,
-        }
+        stats = pool_stats(self.name, self, cfg.pool_size if cfg.limited else None)
+        return {**stats, "profile": cfg.profile}
 
     @classmethod
     def from_settings(cls, backend: BackendConfig, database: SimulatorConfig) -> SimulatedBackend:

@@ -30,7 +30,7 @@ import msgspec
 
 from carebench.backends import dataset
 from carebench.backends.base import BackendHealth, BackendStats
-from carebench.backends.pool import wait_for_connection
+from carebench.backends.pool import pool_stats, wait_for_connection
 from carebench.errors import BackendError, BackendUnavailable, PatientNotFound
 from carebench.models import Patient
 
@@ -343,16 +343,7 @@ class SqliteBackend:
 
     def stats(self) -> BackendStats:
         """Counters and pool state for /metrics."""
-        return {
-            "backend": self.name,
-            "total_queries": self.queries,
-            "total_errors": self.errors,
-            "pool_exhausted": self.pool_exhausted,
-            "active_queries": self.active,
-            "peak_active_queries": self.peak_active,
-            "waiting_for_connection": self.waiting,
-            "pool_size": self.config.pool_size,
-        }
+        return pool_stats(self.name, self, self.config.pool_size)
 
     async def close(self) -> None:
         """Interrupt running queries, close the connections and stop their threads."""
