@@ -29,6 +29,7 @@ from carebench.metrics.requests import RequestMetrics
 from carebench.models import DEFAULT_CLASS_TIMEOUTS, PRIORITY_RANK, Query, is_valid_patient_id
 from carebench.patterns.base import Pattern
 from carebench.responses import encode_error
+from carebench.server import openapi
 from carebench.server.gc_tuning import settle_after_startup
 from carebench.server.http import (
     Receive,
@@ -78,12 +79,15 @@ class CareBenchApp:
             "/health": self._health,
             "/metrics": self._metrics,
             "/": self._index,
+            openapi.OPENAPI_PATH: self._openapi,
         }
         if enable_profiling:
             from carebench.server.profiling import LiveProfiler
 
             self._profiler = LiveProfiler()
-            self._routes["/debug/profile"] = self._profile
+            self._routes[openapi.PROFILE_PATH] = self._profile
+        #: Built from the routes: a route the document does not describe fails here.
+        self._openapi_body = openapi.encoded(frozenset(self._routes))
         self.started = False
         #: The serving loop, from startup(): asyncio.get_running_loop() makes a getpid()
         #: system call on CPython 3.11, once per request here.
@@ -250,10 +254,14 @@ class CareBenchApp:
                     "GET /health": f"curl {base}/health",
                     "GET /metrics": f"curl {base}/metrics",
                     "GET /metrics?format=prometheus": f"curl '{base}/metrics?format=prometheus'",
+                    "GET /openapi.json": f"curl {base}{openapi.OPENAPI_PATH}",
                 },
             },
             _request_id(scope["headers"]),
         )
+
+    async def _openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_body(send, 200, self._openapi_body, _request_id(scope["headers"]))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

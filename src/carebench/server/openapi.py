@@ -1,0 +1,263 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at `GET /openapi.json`.
+
+Derived from the code wherever it can be, so it cannot drift silently: msgspec builds the body
+schemas from the Structs and TypedDicts the handlers return (every object closed with
+`additionalProperties: false`, so an undocumented field is a contract failure); the patient
+id, request id and priority rules come from the validators' own constants; and the app
+builds its document from its routing table, failing at construction for a route this module
+does not describe. tests/reliability/test_contract.py fuzzes a live server against it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import Any, Literal, TypedDict
+
+import msgspec
+
+from carebench import __version__
+from carebench.backends.base import BackendHealth
+from carebench.metrics.document import MetricsDocument
+from carebench.metrics.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from carebench.models import PATIENT_ID_PATTERN, PRIORITIES
+from carebench.responses import ErrorResponse, PatientResponse
+from carebench.server.http import REQUEST_ID_SYNTAX
+
+OPENAPI_PATH = "/openapi.json"
+PROFILE_PATH = "/debug/profile"
+#: The formats of /metrics (the app's `?format=` values; JSON when absent).
+METRICS_FORMATS = ("json", "prometheus")
+
+JSON = "application/json"
+SCHEMAS = "#/components/schemas/{name}"
+#: `utc_timestamp()`: RFC 3339, UTC, microseconds.
+TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$"
+
+
+class HealthDocument(TypedDict):
+    """GET /health: from counters only (it never queries the database), always 200."""
+
+    status: Literal["healthy", "degraded"]
+    pattern: str
+    uptime_seconds: float
+    version: str
+    backend: BackendHealth
+
+
+class IndexDocument(TypedDict):
+    """GET /: the server's name, version and pattern, and a curl command per endpoint."""
+
+    name: str
+    version: str
+    pattern: str
+    endpoints: dict[str, str]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": SCHEMAS.format(name=name)}
+
+
+def _schemas() -> dict[str, Any]:
+    bodies = (PatientResponse, ErrorResponse, HealthDocument, IndexDocument, MetricsDocument)
+    _, schemas = msgspec.json.schema_components(bodies, ref_template=SCHEMAS)
+    for schema in schemas.values():
+        if "properties" in schema:
+            schema["additionalProperties"] = False
+    schemas["RequestId"] = {"type": "string", "pattern": f"^{REQUEST_ID_SYNTAX.pattern}$"}
+    # The envelopes' defaults exist for pooling; on the wire every field is always there.
+    for name, success in (("PatientResponse", True), ("ErrorResponse", False)):
+        properties = schemas[name]["properties"]
+        properties |= {
+            "success": {"const": success},
+            "timestamp": {"type": "string", "pattern": TIMESTAMP},
+            "request_id": _ref("RequestId"),
+        }
+        schemas[name]["required"] = sorted(properties)
+    schemas["PatientResponse"]["properties"]["patient"] = _ref("Patient")
+    schemas["ErrorResponse"]["properties"]["error"] = {"type": "string", "minLength": 1}
+    return schemas
+
+
+#: On every response, errors included.
+_HEADERS = {
+    "X-Request-ID": {
+        "description": "The client's X-Request-ID when it is sane, else a generated one.",
+        "required": True,
+        "schema": _ref("RequestId"),
+    }
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Whole seconds to wait before trying again.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def _json(description: str, schema: dict[str, Any], **headers: Any) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {**_HEADERS, **headers},
+        "content": {JSON: {"schema": schema}},
+    }
+
+
+def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
+    return _json(description, _ref("ErrorResponse"), **(_RETRY_AFTER if retry_after else {}))
+
+
+_REQUEST_ID = {
+    "name": "X-Request-ID",
+    "in": "header",
+    "description": "Echoed (header and body) when it matches RequestId; otherwise replaced.",
+    "schema": {"type": "string"},
+}
+
+
+def _operation(operation_id: str, summary: str, responses: dict[str, Any], *parameters: Any) -> Any:
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "parameters": [*parameters, _REQUEST_ID],
+            "responses": responses,
+        }
+    }
+
+
+def _path_items(profiling: bool) -> dict[str, Any]:
+    """Every path the app serves -> its path item, in the index's order."""
+    patient_id = {
+        "name": "id",
+        "in": "query",
+        "required": True,
+        "description": "A FHIR resource id.",
+        "schema": {"type": "string", "pattern": f"^{PATIENT_ID_PATTERN.pattern}$"},
+    }
+    priority = {
+        "name": "X-Request-Priority",
+        "in": "header",
+        "description": "The request's class: its deadline and its place in a queue.",
+        "schema": {"type": "string", "enum": list(PRIORITIES), "default": "standard"},
+    }
+    metrics_format = {
+        "name": "format",
+        "in": "query",
+        "schema": {"type": "string", "enum": list(METRICS_FORMATS), "default": "json"},
+    }
+    return {
+        "/api/v1/patients": _operation(
+            "getPatient",
+            "A patient record, through the server's concurrency pattern",
+            {
+                "200": _json("The record", _ref("PatientResponse")),
+                "400": _error("Missing or invalid id, or an unknown X-Request-Priority"),
+                "404": _error("No patient with this id"),
+                "429": _error("Refused by the rate limit", retry_after=True),
+                "500": _error("The database failed"),
+                "503": _error(
+                    "Refused by the pattern: queue full, limit reached, shed for more urgent"
+                    " work, circuit open, shutting down",
+                    retry_after=True,
+                ),
+                "504": _error("The request's deadline (its priority class's timeout) passed"),
+            },
+            patient_id,
+            priority,
+        ),
+        "/health": _operation(
+            "getHealth",
+            "Health from counters only",
+            {"200": _json("Health", _ref("HealthDocument"))},
+        ),
+        "/metrics": _operation(
+            "getMetrics",
+            "Request counters, latencies and the server's state",
+            {
+                "200": {
+                    "description": "JSON, or the Prometheus text format with ?format=prometheus",
+                    "headers": _HEADERS,
+                    "content": {
+                        JSON: {"schema": _ref("MetricsDocument")},
+                        PROMETHEUS_CONTENT_TYPE: {"schema": {"type": "string"}},
+                    },
+                },
+                "400": _error("Unknown format"),
+            },
+            metrics_format,
+        ),
+        "/": _operation(
+            "getIndex", "The endpoints", {"200": _json("The index", _ref("IndexDocument"))}
+        ),
+        OPENAPI_PATH: _operation(
+            "getOpenAPI",
+            "This document",
+            {
+                "200": _json(
+                    "OpenAPI 3.1", {"type": "object", "required": ["openapi", "info", "paths"]}
+                )
+            },
+        ),
+    } | ({PROFILE_PATH: _profile_item()} if profiling else {})
+
+
+def _profile_item() -> Any:
+    """GET /debug/profile, served with --enable-profiling only."""
+    from carebench.server.profiling import FORMATS, MAX_SECONDS
+
+    seconds = {
+        "name": "seconds",
+        "in": "query",
+        "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS, "default": 5},
+    }
+    fmt = {"name": "format", "in": "query", "schema": {"type": "string", "enum": list(FORMATS)}}
+    return _operation(
+        "getProfile",
+        "A CPU profile of the server's event loop for `seconds`",
+        {
+            "200": {
+                "description": "pyinstrument's HTML report, or a speedscope JSON file",
+                "headers": _HEADERS,
+                "content": {
+                    FORMATS["html"].decode(): {"schema": {"type": "string"}},
+                    FORMATS["speedscope"].decode(): {"schema": {"type": "object"}},
+                },
+            },
+            "400": _error("Invalid seconds or format"),
+            "403": _error("Not a loopback client"),
+            "409": _error("A profile is already being taken"),
+        },
+        seconds,
+        fmt,
+    )
+
+
+def document(routes: Iterable[str]) -> dict[str, Any]:
+    """The document of a server serving `routes` (paths); ValueError for one not described."""
+    served = set(routes)
+    items = _path_items(profiling=PROFILE_PATH in served)
+    undocumented = served - items.keys()
+    if undocumented:
+        raise ValueError(f"routes missing from carebench.server.openapi: {sorted(undocumented)}")
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "carebench",
+            "version": __version__,
+            "description": (
+                "Patient lookups through a concurrency pattern. Only GET is served: any other"
+                " method gets 405 with `Allow: GET`, an unknown path 404; both with the"
+                " ErrorResponse body and an X-Request-ID header, like every error."
+            ),
+        },
+        "paths": {path: item for path, item in items.items() if path in served},
+        "components": {"schemas": _schemas()},
+    }
+
+
+@functools.cache
+def encoded(routes: frozenset[str]) -> bytes:
+    """The document for `routes` as JSON, encoded once per set of routes."""
+    return msgspec.json.encode(document(routes))
