@@ -200,8 +200,9 @@ async def test_metrics_prometheus_exposition(make_app: AppFactory) -> None:
 async def test_metrics_unknown_format_is_400(make_app: AppFactory) -> None:
     """An unknown ?format is a 400 naming the valid ones."""
     _, client = await make_app()
-    body = assert_error_shape(await client.get("/metrics?format=xml"), 400)
-    assert "prometheus" in str(body["error"])
+    for query in ("format=xml", "format="):
+        body = assert_error_shape(await client.get(f"/metrics?{query}"), 400)
+        assert "prometheus" in str(body["error"])
 
 
 async def test_index_lists_endpoints(make_app: AppFactory) -> None:
@@ -213,12 +214,15 @@ async def test_index_lists_endpoints(make_app: AppFactory) -> None:
 
 
 async def test_unknown_priority_is_400(make_app: AppFactory) -> None:
-    """X-Request-Priority other than critical/standard/batch is a 400 naming the choices."""
+    """X-Request-Priority other than critical/standard/batch (empty too) is a 400 naming the
+    choices."""
     app, client = await make_app()
-    response = await client.get("/api/v1/patients?id=P1", headers={"X-Request-Priority": "vip"})
-    body = assert_error_shape(response, 400)
-    assert "critical, standard or batch" in str(body["error"])
-    assert app.metrics.count("invalid") == 1
+    for value in ("vip", ""):
+        headers = {"X-Request-Priority": value}
+        response = await client.get("/api/v1/patients?id=P1", headers=headers)
+        body = assert_error_shape(response, 400)
+        assert "critical, standard or batch" in str(body["error"])
+    assert app.metrics.count("invalid") == 2
 
 
 async def test_priority_class_sets_the_deadline(make_app: AppFactory) -> None:

@@ -56,5 +56,11 @@ async def test_remote_clients_are_refused() -> None:
 async def test_bad_arguments_are_400() -> None:
     """seconds outside (0, 60], non-numeric seconds and unknown formats are 400s."""
     async with client(app(True)) as http:
-        for query in ("seconds=0", "seconds=61", "seconds=abc", "seconds=1&format=pprof"):
+        for query in (
+            "seconds=0",
+            "seconds=61",
+            "seconds=abc",
+            "seconds=",
+            "seconds=1&format=pprof",
+        ):
             assert (await http.get(f"/debug/profile?{query}")).status_code == 400, query

@@ -129,7 +129,10 @@ class CareBenchApp:
             )
             await self._invalid(send, message, request_id, started)
             return
-        priority = header_value(scope["headers"], b"x-request-priority") or "standard"
+        # Absent is standard; present but empty is as invalid as any other unknown class.
+        priority = header_value(scope["headers"], b"x-request-priority")
+        if priority is None:
+            priority = "standard"
         if priority not in PRIORITY_RANK:
             message = f"invalid X-Request-Priority {priority!r}: use critical, standard or batch"
             await self._invalid(send, message, request_id, started)
@@ -208,7 +211,9 @@ class CareBenchApp:
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _request_id(scope["headers"])
-        fmt = _query_param(scope, b"format") or "json"
+        fmt = _query_param(scope, b"format")
+        if fmt is None:
+            fmt = "json"
         if fmt == "prometheus":
             await send_body(send, 200, render(self._registry), request_id, CONTENT_TYPE.encode())
         elif fmt == "json":

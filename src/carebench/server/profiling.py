@@ -34,7 +34,7 @@ class LiveProfiler:
         if fmt is not None and fmt not in FORMATS:
             raise ProfileRequestError(400, f"unknown format {fmt!r}: use html or speedscope")
         try:
-            seconds = float(seconds_text or "5")
+            seconds = float("5" if seconds_text is None else seconds_text)
         except ValueError:
             raise ProfileRequestError(
                 400, f"seconds must be a number, got {seconds_text!r}"
