@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import random
 from collections.abc import Callable
 
@@ -32,10 +33,12 @@ def parse_priorities(spec: str | None, seed: int | None = None) -> PriorityChoos
             weight = float(weight_text)
         except ValueError:
             raise ConfigError(f"{USAGE}; weight of {name} must be a number") from None
-        if weight <= 0:
-            raise ConfigError(f"{USAGE}; weight of {name} must be > 0")
+        if not 0 < weight < math.inf:
+            raise ConfigError(f"{USAGE}; weight of {name} must be a finite number > 0")
         names.append(name)
         weights.append(weight)
-    cumulative = list(itertools.accumulate(weights))
+    # Scaled by the largest weight, so that huge weights cannot sum to infinity.
+    top = max(weights)
+    cumulative = list(itertools.accumulate(weight / top for weight in weights))
     rng = random.Random(seed)
     return lambda: names[bisect.bisect_left(cumulative, rng.random() * cumulative[-1])]
