@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import random
 from collections.abc import Callable
 
@@ -24,7 +25,7 @@ def parse_ids(spec: str, seed: int | None = None) -> IdChooser:
     if kind == "fixed" and rest:
         return itertools.repeat(rest).__next__
     if kind == "uniform":
-        n = _count(rest.partition(":")[0])
+        n = _count(rest)
         return lambda: patient_id_for(rng.randrange(n))
     if kind == "zipf":
         n_text, _, s_text = rest.partition(":")
@@ -47,14 +48,15 @@ def _exponent(text: str) -> float:
         s = float(text)
     except ValueError:
         raise ConfigError(f"{USAGE}; S must be a number, got {text!r}") from None
-    if s <= 0:
-        raise ConfigError(f"{USAGE}; S must be > 0, got {s:g}")
+    if not 0 < s < math.inf:
+        raise ConfigError(f"{USAGE}; S must be a finite number > 0, got {s:g}")
     return s
 
 
 def _zipf(n: int, s: float, rng: random.Random) -> IdChooser:
     """Rank k (1-based) drawn with probability proportional to 1 / k**s (hot patients)."""
-    weights = [1.0 / (k**s) for k in range(1, n + 1)]
+    # k**-s underflows to 0 for a steep S where 1 / k**s would overflow (an OverflowError).
+    weights = [k**-s for k in range(1, n + 1)]
     cumulative = list(itertools.accumulate(weights))
     total = cumulative[-1]
     return lambda: patient_id_for(bisect.bisect_left(cumulative, rng.random() * total))
