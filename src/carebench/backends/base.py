@@ -19,6 +19,8 @@ class BackendHealth(TypedDict):
     profile: NotRequired[str]
     #: The circuit breaker's state, when one guards the backend.
     circuit_breaker: NotRequired[str]
+    #: The --faults fault in effect now (e.g. "slow x5"), when one is.
+    fault: NotRequired[str]
 
 
 class RetryStats(TypedDict):
@@ -37,9 +39,34 @@ class BreakerStats(TypedDict):
     transitions: dict[str, int]
 
 
+class FaultWindowStats(TypedDict):
+    """One window of the --faults schedule, in seconds since the schedule's clock started."""
+
+    kind: str
+    #: "outage", "slow x5", "errors 50%".
+    label: str
+    start_seconds: float
+    #: None: the fault lasts until the server stops.
+    end_seconds: float | None
+
+
+class FaultStats(TypedDict):
+    """The --faults schedule and what it did so far."""
+
+    schedule: list[FaultWindowStats]
+    #: Seconds since the schedule's clock started (when the server began serving); None
+    #: before that.
+    elapsed_seconds: float | None
+    #: The window in effect now; None when none is.
+    active: FaultWindowStats | None
+    #: kind -> queries that fault changed (failed, slowed, or failed at random).
+    injected: dict[str, int]
+
+
 class BackendStats(TypedDict):
     """A backend's counters and capacity state for /metrics. The simulator's capacity model
-    fills the pool fields; the resilience wrappers add `retries` and `circuit_breaker`."""
+    fills the pool fields; the resilience wrappers add `retries` and `circuit_breaker`, and
+    a --faults schedule `faults`."""
 
     backend: str
     total_queries: int
@@ -52,6 +79,7 @@ class BackendStats(TypedDict):
     pool_size: NotRequired[int | None]
     retries: NotRequired[RetryStats]
     circuit_breaker: NotRequired[BreakerStats]
+    faults: NotRequired[FaultStats]
 
 
 @runtime_checkable

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from carebench.backends.config import BackendConfig
 from carebench.backends.simulator import SimulatorConfig
+from carebench.faults.config import FaultConfig
 from carebench.patterns.base import PatternConfig
 from carebench.resilience.config import ResilienceConfig
 from carebench.server.config import ServerConfig
@@ -43,7 +44,8 @@ def dest_of(config: type[Any], name: str) -> str:
 def add_setting(group: Any, item: Field, dest: str) -> None:
     meta = item.setting
     env_text = os.environ.get(meta.env)
-    help_text = f"{meta.help}{_default_text(item)} [env {meta.env}]"
+    # argparse formats help with %: a literal one (errors 50%) must be doubled.
+    help_text = f"{meta.help}{_default_text(item)} [env {meta.env}]".replace("%", "%%")
     if meta.kind is SWITCH:
         default = SWITCH.parse(env_text) if env_text is not None else item.default
         action = group.add_argument(
@@ -103,6 +105,7 @@ def add_serve_settings(parser: argparse.ArgumentParser, *, forwarded_only: bool 
     add_settings(parser, ResilienceConfig, "resilience (combines with any pattern)")
     add_settings(parser, BackendConfig, "backend")
     add_settings(parser, SimulatorConfig, "database (simulated, or injected into a real one)")
+    add_settings(parser, FaultConfig, "faults (injected into any backend on a schedule)")
 
 
 def server_setup(args: argparse.Namespace) -> ServerSetup:
@@ -112,6 +115,7 @@ def server_setup(args: argparse.Namespace) -> ServerSetup:
         from_args(SimulatorConfig, args),
         from_args(ResilienceConfig, args),
         from_args(BackendConfig, args),
+        from_args(FaultConfig, args),
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, TypedDict, get_args
 
+from carebench.faults.timeline import FaultWindowReport
 from carebench.loadgen.machine import MachineDescription
 from carebench.loadgen.sampler import ServerSample
 from carebench.metrics.latency import LatencyRecorder, LatencySummary, SpectrumPoint
@@ -153,6 +154,8 @@ class LoadTestResult(RunSummary):
     machine: NotRequired[MachineDescription]
     #: In a sweep: the offered load (clients, or arrivals per second) of this run.
     level: NotRequired[float]
+    #: The server's --faults windows, in seconds since measuring began (when it had some).
+    faults: NotRequired[list[FaultWindowReport]]
 
 
 def outcome_counts(counts: Mapping[Outcome, int]) -> OutcomeCounts:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from carebench import __version__
-from carebench.backends.config import create_backend
+from carebench.faults.timeline import FaultWindowReport, windows_in_run
 from carebench.loadgen.channels import Channel, HttpChannel, InProcessChannel
 from carebench.loadgen.client import parse_url
 from carebench.loadgen.config import LoadConfig
@@ -35,7 +35,6 @@ from carebench.loadgen.results import (
 )
 from carebench.loadgen.sampler import HttpMetricsProbe, Sampler, StateSample, in_process_probe
 from carebench.patterns.base import create_pattern
-from carebench.resilience.config import wrap_backend
 from carebench.server.process import ServerProcess
 from carebench.server.setup import ServerSetup
 
@@ -139,8 +138,12 @@ async def _drive_http(url: str, label: str, plan: RunPlan, progress: Progress) -
     host, port, base = parse_url(url)
     channels = [HttpChannel(host, port, base) for _ in range(plan.load.concurrency)]
     probe = HttpMetricsProbe(host, port, base)
+
+    async def read_faults() -> Any:
+        return await asyncio.to_thread(server_faults, url)
+
     try:
-        return await _measure(label, plan, channels, probe, progress, target=url)
+        return await _measure(label, plan, channels, probe, progress, url, read_faults)
     finally:
         probe.close()
         for channel in channels:
@@ -149,18 +152,19 @@ async def _drive_http(url: str, label: str, plan: RunPlan, progress: Progress) -
 
 async def _drive_in_process(label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
     setup = plan.setup
-    backend = wrap_backend(
-        create_backend(setup.backend, setup.effective_database()), setup.resilience
-    )
+    backend = setup.build_backend()
     await backend.start()
     pattern = create_pattern(label, backend, setup.patterns)
     await pattern.start()
     deadlines = setup.server.class_timeouts
     channels = [InProcessChannel(pattern, deadlines) for _ in range(plan.load.concurrency)]
+
+    async def read_faults() -> Any:
+        return backend.stats().get("faults")
+
     try:
-        result = await _measure(
-            label, plan, channels, in_process_probe(pattern.stats), progress, target=None
-        )
+        probe = in_process_probe(pattern.stats)
+        result = await _measure(label, plan, channels, probe, progress, None, read_faults)
         result["server_metrics"] = {"pattern_state": pattern.stats(), "backend": backend.stats()}
         return result
     finally:
@@ -175,7 +179,10 @@ async def _measure(
     probe: Callable[[], StateSample | Awaitable[StateSample]],
     progress: Progress,
     target: str | None,
+    read_faults: Callable[[], Awaitable[Any]] | None = None,
 ) -> LoadTestResult:
+    """Drive the load, then describe the run. `read_faults` returns the server's
+    `backend.faults` from /metrics (or None): its fault windows are placed on the run's clock."""
     load = plan.load
     engine = Engine(
         channels,
@@ -200,9 +207,10 @@ async def _measure(
             await sampler.stop()
             progress.end()
     duration = time.perf_counter() - recorder.started
+    faults = await _fault_windows(read_faults, recorder.started) if read_faults else None
     # RunSummary has exactly the keys RunRecorder.summary writes, none of LoadTestResult's
     # optional ones; mypy cannot know that of a TypedDict, which may hold more keys.
-    return {
+    result: LoadTestResult = {
         "schema_version": SCHEMA_VERSION,
         "carebench_version": __version__,
         "pattern": label,
@@ -216,6 +224,27 @@ async def _measure(
         "config": _config_report(plan),
         "server_metrics": None,
     }
+    if faults:
+        result["faults"] = faults
+    return result
+
+
+async def _fault_windows(
+    read_faults: Callable[[], Awaitable[Any]], started: float
+) -> list[FaultWindowReport] | None:
+    """The server's fault windows in seconds since `started` (perf_counter): its schedule
+    clock is read once and paired with ours at the midpoint of the read."""
+    before = time.perf_counter()
+    faults = await read_faults()
+    read_at = (before + time.perf_counter()) / 2
+    return windows_in_run(faults, read_at - started)
+
+
+def server_faults(url: str) -> Any:
+    """The `backend.faults` of a server's /metrics (None without a --faults schedule)."""
+    metrics = fetch_json(url + "/metrics")
+    backend = metrics.get("backend") if isinstance(metrics, dict) else None
+    return backend.get("faults") if isinstance(backend, dict) else None
 
 
 async def _warm_up(engine: Engine, load: LoadConfig) -> None:

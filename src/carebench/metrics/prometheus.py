@@ -24,7 +24,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from carebench.backends.base import BackendStats, BreakerStats
+from carebench.backends.base import BackendStats, BreakerStats, FaultStats
+from carebench.faults.schedule import FAULT_KINDS
 from carebench.metrics.requests import OUTCOMES, RequestMetrics
 from carebench.patterns.stats import PatternStats
 
@@ -151,6 +152,27 @@ class CarebenchCollector(Collector):
             yield _family(CounterMetricFamily, "carebench_retries", help_text, labels, retried)
         if "circuit_breaker" in stats:
             yield from self._breaker_families(stats["circuit_breaker"], labels)
+        if "faults" in stats:
+            yield from self._fault_families(stats["faults"], labels)
+
+    def _fault_families(self, faults: FaultStats, labels: dict[str, str]) -> Iterator[Metric]:
+        active = GaugeMetricFamily(
+            "carebench_fault_active",
+            "1 while the --faults schedule has a fault of this kind in effect",
+            labels=[*labels, "kind"],
+        )
+        injected = CounterMetricFamily(
+            "carebench_faults_injected",
+            "Backend queries an injected fault failed or slowed",
+            labels=[*labels, "kind"],
+        )
+        now = faults["active"]
+        for kind in FAULT_KINDS:
+            in_effect = now is not None and now["kind"] == kind
+            active.add_metric([*labels.values(), kind], 1.0 if in_effect else 0.0)
+            injected.add_metric([*labels.values(), kind], faults["injected"].get(kind, 0))
+        yield active
+        yield injected
 
     def _breaker_families(self, breaker: BreakerStats, labels: dict[str, str]) -> Iterator[Metric]:
         state = GaugeMetricFamily(

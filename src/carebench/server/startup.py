@@ -16,7 +16,6 @@ from carebench.backends.config import create_backend
 from carebench.backends.dsn import redact_dsn
 from carebench.errors import BackendUnavailable
 from carebench.patterns.base import create_pattern
-from carebench.resilience.config import wrap_backend
 from carebench.server.app import CareBenchApp
 from carebench.server.setup import ServerSetup
 
@@ -26,11 +25,9 @@ class StartupError(RuntimeError):
 
 
 def build_app(pattern: str, setup: ServerSetup) -> CareBenchApp:
-    """The ASGI app: the simulated database, wrapped by resilience, behind `pattern`."""
+    """The ASGI app: the backend (faults injected, wrapped by resilience) behind `pattern`."""
     server = setup.server
-    backend = wrap_backend(
-        create_backend(setup.backend, setup.effective_database()), setup.resilience
-    )
+    backend = setup.build_backend()
     return CareBenchApp(
         create_pattern(pattern, backend, setup.patterns),
         backend,
@@ -119,6 +116,8 @@ def banner_lines(pattern: str, setup: ServerSetup) -> list[str]:
             f"  db contention    sigma={database.contention:g} kappa={database.coherency:g} "
             f"(throughput peaks near {database.peak_concurrency():.0f} concurrent queries)",
         ]
+    if setup.faults.faults:
+        lines.append(f"  faults           {setup.faults.faults} (timed from now)")
     lines += [
         f"  deadlines        critical {server.critical_timeout:g}s, standard "
         f"{server.request_timeout:g}s, batch {server.batch_timeout:g}s",
