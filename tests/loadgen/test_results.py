@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from carebench.loadgen.results import (
+    FLUSH_EVERY,
     OUTCOMES,
     LoadTestResult,
     OutcomeCounts,
@@ -16,6 +17,7 @@ from carebench.loadgen.results import (
     RunSummary,
     outcome_counts,
 )
+from carebench.metrics.latency import LatencyRecorder
 
 
 def schema_fields() -> dict[str, Any]:
@@ -30,6 +32,45 @@ def recorded() -> RunRecorder:
     recorder.record("rejected", 0.001, now=0.2, status=503, priority="batch")
     recorder.record("timeout", 5.0, now=0.9)
     return recorder
+
+
+def test_buffered_recording_is_exact_and_up_to_date_when_read() -> None:
+    """RunRecorder buffers requests and folds them in later: every read sees all of them, with
+    each outcome's histogram, the status counts and each interval exactly as recorded."""
+    recorder = RunRecorder(started=10.0, interval=0.5)
+    expected_latency = {outcome: LatencyRecorder() for outcome in OUTCOMES}
+    expected_slots: dict[int, dict[str, int]] = {}
+    statuses: dict[int, int] = {}
+    plan = [
+        ("success", 200),
+        ("rejected", 503),
+        ("rejected", 429),
+        ("backend_error", 500),
+        ("client_error", 404),
+        ("timeout", 0),
+        ("connection_error", 0),
+    ]
+    total = FLUSH_EVERY * 2 + 7
+    for n in range(total):
+        outcome, status = plan[n % len(plan)]
+        latency, done = (n % 97) / 1000, 10.0 + n * 0.0003
+        recorder.record(outcome, latency, done, status)  # type: ignore[arg-type]
+        expected_latency[outcome].record(latency)  # type: ignore[index]
+        slot = expected_slots.setdefault(int((done - 10.0) / 0.5), {})
+        slot[outcome] = slot.get(outcome, 0) + 1
+        if status:
+            statuses[status] = statuses.get(status, 0) + 1
+        if n == 5:  # a read mid-run sees what was recorded so far
+            assert recorder.total == 6
+    assert recorder.total == total
+    assert recorder.status_codes == statuses
+    for outcome in OUTCOMES:
+        assert recorder.latency[outcome].encode() == expected_latency[outcome].encode()
+    assert len(recorder.timeline) == len(expected_slots)
+    for index, interval in enumerate(recorder.timeline):
+        assert interval.start == index * 0.5
+        assert {k: v for k, v in interval.counts.items() if v} == expected_slots[index]
+        assert interval.latency.count == sum(expected_slots[index].values())
 
 
 def test_outcomes_are_the_keys_of_outcome_counts() -> None:

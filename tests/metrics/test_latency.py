@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
@@ -173,3 +174,23 @@ def test_histogram_is_rebuilt_after_new_values() -> None:
     assert recorder.summary_ms()["max"] == pytest.approx(1.0, rel=1e-3)
     recorder.record(0.5)
     assert recorder.summary_ms()["max"] == pytest.approx(500.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("figures", [2, 3])
+def test_record_many_counts_exactly_what_record_would(figures: int) -> None:
+    """The vectorised path lands every value in the same slot as `record`, clamps the same,
+    and keeps the same count, sum and sum of squares (more values than one chunk)."""
+    rng = random.Random(7)
+    values = [
+        rng.choice([rng.uniform(0, 70), rng.expovariate(1000), rng.uniform(0, 2e-6)])
+        for _ in range(9_000)
+    ]
+    values += [0.0, 1e-6, 59.999_999, 60.0, 3600.0]
+    one_by_one, at_once = LatencyRecorder(figures), LatencyRecorder(figures)
+    for value in values:
+        one_by_one.record(value)
+    at_once.record_many(np.array(values))
+    assert at_once.count == one_by_one.count == len(values)
+    assert at_once.summary_ms() == one_by_one.summary_ms()
+    assert at_once.spectrum_ms() == one_by_one.spectrum_ms()
+    assert at_once.encode() == one_by_one.encode()

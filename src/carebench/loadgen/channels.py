@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable
 from typing import Protocol
 
 from carebench.errors import (
@@ -14,7 +14,7 @@ from carebench.errors import (
     RateLimited,
     Rejected,
 )
-from carebench.loadgen.client import ConnectionClosed, HttpConnection, Response
+from carebench.loadgen.client import HttpConnection, ResponseCallback
 from carebench.loadgen.results import REJECTION_STATUSES
 from carebench.models import Query
 from carebench.patterns.base import Pattern
@@ -22,10 +22,6 @@ from carebench.patterns.base import Pattern
 PATIENTS_PATH = "/api/v1/patients?id="
 #: Encoded requests a channel keeps (a bound for runs over many distinct ids).
 CACHED_REQUESTS = 4096
-
-
-#: Settles one request sent with HttpChannel.send_then: (status, None) or (0, error).
-StatusCallback = Callable[[int, OSError | None], None]
 
 
 class Channel(Protocol):
@@ -57,13 +53,12 @@ class HttpChannel:
         self._connection: HttpConnection | None = None
         #: Encoded requests without a priority, by patient id (ids repeat: fixed, uniform:N).
         self._requests: dict[str, bytes] = {}
-        self._on_done: StatusCallback | None = None
         self.retry_after = 0.0
 
     async def fetch(self, patient_id: str, priority: str | None = None) -> int:
         connection = self._connection
         if connection is None or connection.closed:
-            connection = self._connection = await HttpConnection.open(self._host, self._port)
+            connection = self._connection = await self._open()
         if priority:
             headers = {"X-Request-Priority": priority}
             request = connection.encode_get(self._prefix + patient_id, headers)
@@ -88,11 +83,18 @@ class HttpChannel:
     async def connect(self) -> None:
         """Open the connection if there is none; raises OSError when that fails."""
         if self._connection is None or self._connection.closed:
-            self._connection = await HttpConnection.open(self._host, self._port)
+            self._connection = await self._open()
 
-    def send_then(self, patient_id: str, priority: str | None, on_done: StatusCallback) -> bool:
-        """Send without awaiting: `on_done(status, None)` or `(0, error)` follows, from the
-        event loop. False (nothing sent) when there is no open connection: `connect()` first.
+    def _open(self) -> Awaitable[HttpConnection]:
+        # Only statuses are read, and a refusal's Retry-After: no body, no other headers.
+        return HttpConnection.open(
+            self._host, self._port, keep_body=False, headers_for=REJECTION_STATUSES
+        )
+
+    def send_then(self, patient_id: str, priority: str | None, on_done: ResponseCallback) -> bool:
+        """Send without awaiting: `on_done(response, None)` or `(None, error)` follows, from
+        the event loop. False (nothing sent) when there is no open connection: `connect()`
+        first. Unlike `fetch`, this leaves `retry_after` alone: read the response's header.
         """
         connection = self._connection
         if connection is None or connection.closed:
@@ -102,25 +104,8 @@ class HttpChannel:
             request = connection.encode_get(self._prefix + patient_id, headers)
         else:
             request = self._requests.get(patient_id) or self._encode(connection, patient_id)
-        self._on_done = on_done
-        connection.send_then(request, self._settled)
+        connection.send_then(request, on_done)
         return True
-
-    def _settled(self, response: Response | None, error: ConnectionClosed | None) -> None:
-        on_done = self._on_done
-        self._on_done = None
-        if response is None:
-            self.retry_after = 0.0
-            if on_done is not None:
-                on_done(0, error)
-            return
-        status = response.status
-        if status in REJECTION_STATUSES:
-            self.retry_after = _seconds(response.headers.get("retry-after"))
-        else:
-            self.retry_after = 0.0
-        if on_done is not None:
-            on_done(status, None)
 
     def _encode(self, connection: HttpConnection, patient_id: str) -> bytes:
         if len(self._requests) >= CACHED_REQUESTS:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from carebench.loadgen.channels import Channel, HttpChannel
+from carebench.loadgen.client import Response
 from carebench.loadgen.ids import IdChooser
 from carebench.loadgen.priorities import PriorityChooser, no_priority
 from carebench.loadgen.results import Outcome, RunRecorder, classify
@@ -342,16 +343,16 @@ class CallbackClient:
             await self.channel.connect()
         except OSError as error:
             self.connecting = None
-            self.settle(0, error)
+            self.settle(None, error)
             return
         except asyncio.CancelledError:
             self.connecting = None
             if self.expired:
-                self.settle(0, None)
+                self.settle(None, None)
             return
         self.connecting = None
         if not self.channel.send_then(patient_id, priority, self.settle):
-            self.settle(0, ConnectionError("connection closed as soon as it opened"))
+            self.settle(None, ConnectionError("connection closed as soon as it opened"))
 
     def expire(self) -> None:
         """The watchdog's deadline passed: end the request (settle follows, as a timeout)."""
@@ -360,18 +361,19 @@ class CallbackClient:
         else:
             self.channel.reset()
 
-    def settle(self, status: int, error: OSError | None) -> None:
+    def settle(self, response: Response | None, error: OSError | None) -> None:
         loop = self.loop
         if loop.halted:
             return
         engine = loop.engine
         self.deadline = math.inf
+        status = 0 if response is None else response.status
         outcome: Outcome
         if self.expired:
             self.expired = False
             self.channel.reset()
             status, outcome = 0, "timeout"
-        elif error is not None:
+        elif response is None:
             self.channel.reset()
             outcome = "connection_error"
         else:

@@ -7,6 +7,8 @@ import operator
 from collections.abc import Iterable
 from typing import Any, TypedDict
 
+import numpy as np
+import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
@@ -14,6 +16,8 @@ HIGHEST_US = 60_000_000
 SIGNIFICANT_FIGURES = 3
 #: The percentiles every summary reports.
 SUMMARY_PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+#: Values per vectorised step of `record_many`: their squares sum below 2**64 (uint64).
+_MANY_CHUNK = 4096
 
 
 class LatencySummary(TypedDict):
@@ -98,6 +102,31 @@ class LatencyRecorder:
         self._count += 1
         self._sum += micros
         self._sum_squares += micros * micros
+
+    def record_many(self, seconds: npt.NDArray[np.float64]) -> None:
+        """Record every duration of `seconds` at once: the same counts as `record` on each.
+
+        For a caller that buffers durations (the load generator, ~100k per second per core):
+        the index arithmetic runs vectorised, so a value costs a few nanoseconds instead of
+        a Python call. bit_length is taken from frexp's exponent, exact below 2**53.
+        """
+        for start in range(0, len(seconds), _MANY_CHUNK):
+            self._record_chunk(seconds[start : start + _MANY_CHUNK])
+
+    def _record_chunk(self, seconds: npt.NDArray[np.float64]) -> None:
+        micros = np.clip((seconds * 1_000_000).astype(np.int64), LOWEST_US, HIGHEST_US)
+        buckets = np.frexp((micros | self._mask).astype(np.float64))[1] - self._shift
+        indices = (buckets << (self._shift - 1)) + (micros >> buckets)
+        per_index = np.bincount(indices)
+        used = np.flatnonzero(per_index)
+        counts = self._counts
+        for index, count in zip(used.tolist(), per_index[used].tolist(), strict=True):
+            counts[index] += count
+        self._count += len(micros)
+        self._sum += int(micros.sum())
+        # Unsigned: a chunk's squares sum to at most _MANY_CHUNK * HIGHEST_US**2 < 2**64.
+        unsigned = micros.astype(np.uint64)
+        self._sum_squares += int((unsigned * unsigned).sum())
 
     @property
     def _hdr(self) -> HdrHistogram:
