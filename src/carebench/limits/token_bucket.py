@@ -8,7 +8,13 @@ takes the dozen lines below.
 
 from __future__ import annotations
 
+import math
+
 from carebench.loop_clock import LoopClock
+
+#: What wait_time asks for beyond the missing fraction of a token, in tokens: more than the
+#: rounding of the refill arithmetic, so the promised token is there after the wait.
+_WAIT_SLACK_TOKENS = 1e-9
 
 
 class TokenBucket:
@@ -40,5 +46,14 @@ class TokenBucket:
         return self._tokens
 
     def wait_time(self) -> float:
-        """Seconds until the next token (0 when one is available now)."""
-        return max(0.0, (1.0 - self.tokens) / self.rate)
+        """Seconds until the next token (0 when one is available now).
+
+        Never short: a caller that waits exactly this long (on the same float clock) finds
+        the token. The exact quotient can be, by a rounding: with rate 0.2 it is 5.0 s, and
+        5.0 x 0.2 refills 0.9999999999999999 of a token. So it asks for a billionth of a
+        token more, plus the clock's resolution at this time.
+        """
+        missing = 1.0 - self.tokens
+        if missing <= 0.0:
+            return 0.0
+        return (missing + _WAIT_SLACK_TOKENS) / self.rate + math.ulp(self._updated)
