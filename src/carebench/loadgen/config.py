@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from carebench.errors import ConfigError
 from carebench.loadgen.ids import parse_ids
 from carebench.loadgen.priorities import parse_priorities
+from carebench.loadgen.stages import LoadShape, StagesError, parse_stages
 from carebench.registry import check_choice
 from carebench.settings import FLOAT, INT, LEVELS, SECONDS, SWITCH, setting
 
@@ -39,6 +40,12 @@ class LoadConfig:
         "how long to send (open loop; closed loop: instead of --requests)",
         SECONDS,
     )
+    stages: str | None = setting(
+        None,
+        "--stages",
+        "a load shape instead of --rate/--duration: DURATION@LEVEL stages, arrivals per "
+        "second (10s@100/s,20s@400/s,10s@100/s) or clients (10s@20,20s@200,10s@20)",
+    )
     arrivals: str = setting(
         "constant", "--arrivals", "open loop: spacing of arrivals", choices=ARRIVALS
     )
@@ -67,6 +74,8 @@ class LoadConfig:
             raise ConfigError(f"--requests ({self.requests}) must be >= 1")
         if self.concurrency < 1:
             raise ConfigError(f"--concurrency ({self.concurrency}) must be >= 1")
+        if self.stages is not None:
+            self._take_duration_from_stages()
         if self.rate is not None and self.duration is None:
             raise ConfigError("--rate needs --duration (open loop: how long to send for)")
         if self.rate is not None and self.rate <= 0:
@@ -81,9 +90,36 @@ class LoadConfig:
         parse_ids(self.ids)
         parse_priorities(self.priorities)
 
+    def _take_duration_from_stages(self) -> None:
+        if self.rate is not None or self.duration is not None:
+            raise ConfigError(
+                "--stages sets the levels and the duration: leave out --rate and --duration"
+            )
+        try:
+            shape = parse_stages(self.stages or "")
+        except StagesError as error:
+            raise ConfigError(str(error)) from None
+        # The run lasts as long as its stages; everything time-bounded reads `duration`.
+        object.__setattr__(self, "duration", shape.duration)
+
+    @property
+    def shape(self) -> LoadShape | None:
+        """The --stages load shape, if one was given."""
+        return parse_stages(self.stages) if self.stages is not None else None
+
     @property
     def loop(self) -> str:
-        return "open" if self.rate is not None else "closed"
+        shape = self.shape
+        open_loop = self.rate is not None or (shape is not None and shape.open)
+        return "open" if open_loop else "closed"
+
+    @property
+    def connections(self) -> int:
+        """Connections to open: a closed-loop shape's peak clients, otherwise --concurrency."""
+        shape = self.shape
+        if shape is not None and not shape.open:
+            return int(shape.peak)
+        return self.concurrency
 
 
 @dataclass(frozen=True, slots=True)

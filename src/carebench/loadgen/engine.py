@@ -21,11 +21,14 @@ from carebench.loadgen.client import Response
 from carebench.loadgen.ids import IdChooser
 from carebench.loadgen.priorities import PriorityChooser, no_priority
 from carebench.loadgen.results import Outcome, RunRecorder, classify
+from carebench.loadgen.stages import LoadShape
 
 #: Pause after a connection error so a dead server does not turn the loop into a busy spin.
 CONNECTION_ERROR_BACKOFF = 0.01
 #: Shortest pause of a client honouring Retry-After (when the server sent none or 0).
 MIN_BACKOFF = 0.1
+#: Longest a client left out of the current stage waits before looking again.
+IDLE_RECHECK = 0.1
 
 #: The load generator's time base (perf_counter by default): Schedule slots, `until`, and
 #: every send and completion time are read from it, so latency is a difference of two reads.
@@ -34,19 +37,31 @@ Timer = Callable[[], float]
 
 @dataclass(slots=True)
 class Schedule:
-    """Intended send times for an open loop: constant spacing or Poisson arrivals."""
+    """Intended send times for an open loop: constant spacing or Poisson arrivals.
+
+    `rate` holds from `start` to `end`, or, with a load shape, each stage's rate holds for
+    its stage (`rate` is then the shape's mean rate, which the report compares with).
+    """
 
     start: float
     rate: float
     end: float
     poisson: bool = False
     rng: random.Random | None = None
+    shape: LoadShape | None = None
     _next: float = 0.0
     issued: int = 0
+    #: The stage being scheduled: its index, when it began, and its slots so far.
+    _stage: int = 0
+    _stage_start: float = 0.0
+    _stage_issued: int = 0
 
     def __post_init__(self) -> None:
-        self._next = self.start
+        self._next = self._stage_start = self.start
         self.rng = self.rng or random.Random()
+
+    def _stage_rate(self) -> float:
+        return self.rate if self.shape is None else self.shape.stages[self._stage].level
 
     def take(self) -> float | None:
         """The next slot's intended time, or None once the schedule has ended."""
@@ -54,13 +69,49 @@ class Schedule:
         if slot >= self.end:
             return None
         self.issued += 1
+        self._stage_issued += 1
+        rate = self._stage_rate()
         if self.poisson:
             assert self.rng is not None
-            self._next = slot + self.rng.expovariate(self.rate)
+            following = slot + self.rng.expovariate(rate)
         else:
-            # From the start each time: summing 1/rate drifts by one slot over a run.
-            self._next = self.start + self.issued / self.rate
+            # From the stage's start each time: summing 1/rate drifts by one slot over a run.
+            following = self._stage_start + self._stage_issued / rate
+        self._next = self._into_next_stage(following)
         return slot
+
+    def _into_next_stage(self, following: float) -> float:
+        """`following`, or the first slot of the next stage when it falls past this one."""
+        shape = self.shape
+        if shape is None or self._stage + 1 >= len(shape.stages):
+            return following
+        boundary = self.start + shape.ends[self._stage]
+        if following < boundary:
+            return following
+        self._stage += 1
+        self._stage_start, self._stage_issued = boundary, 0
+        if self.poisson:  # memoryless: the next arrival is drawn afresh at the new rate
+            assert self.rng is not None
+            return boundary + self.rng.expovariate(self._stage_rate())
+        return boundary
+
+
+@dataclass(frozen=True, slots=True)
+class Stepped:
+    """A closed-loop load shape placed in time: how many clients send when."""
+
+    shape: LoadShape
+    #: The timer's reading at the shape's offset 0.
+    start: float
+
+    def idle_for(self, index: int, now: float) -> float:
+        """0 when client `index` is among those sending now; otherwise how long it should
+        wait before looking again (until the next stage, and at most IDLE_RECHECK, so a
+        stopped run is noticed)."""
+        offset = now - self.start
+        if index < self.shape.level_at(offset):
+            return 0.0
+        return max(min(self.shape.next_change(offset) - offset, IDLE_RECHECK), 1e-3)
 
 
 class Deadline(Protocol):
@@ -157,21 +208,30 @@ class Engine:
         self.sent = 0
         self.last_send = 0.0
 
-    async def closed_loop(self, requests: float, until: float = math.inf) -> None:
-        """`len(channels)` clients send back to back until `requests` are sent or `until`."""
+    async def closed_loop(
+        self, requests: float, until: float = math.inf, shape: Stepped | None = None
+    ) -> None:
+        """`len(channels)` clients send back to back until `requests` are sent or `until`.
+
+        With a `shape`, client k sends only while the stage in force has more than k
+        clients, and waits otherwise.
+        """
         if not self.honor_retry_after and all(
             isinstance(channel, HttpChannel) for channel in self.channels
         ):
-            await CallbackLoop(self, requests, until).run()
+            await CallbackLoop(self, requests, until, shape).run()
             return
         remaining = requests
         watchdog = Watchdog(self.timeout, self.timer)
 
-        async def client(channel: Channel) -> None:
+        async def client(index: int, channel: Channel) -> None:
             nonlocal remaining
             slot = watchdog.watch()
             # The time checked against `until` is the send time, so nothing counts as sent after it.
             while remaining > 0 and not self.stopping and (now := self.timer()) < until:
+                if shape is not None and (idle := shape.idle_for(index, now)) > 0:
+                    await asyncio.sleep(idle)
+                    continue
                 remaining -= 1
                 if (
                     await self._one(channel, None, slot, now) == "rejected"
@@ -180,7 +240,8 @@ class Engine:
                     # A well-behaved client waits as told instead of re-sending at once.
                     await self._sleep(max(channel.retry_after, MIN_BACKOFF))
 
-        await _run_clients(watchdog, [client(channel) for channel in self.channels])
+        clients = [client(index, channel) for index, channel in enumerate(self.channels)]
+        await _run_clients(watchdog, clients)
 
     async def open_loop(self, schedule: Schedule) -> None:
         """Each channel takes the next slot, waits for its time, sends, and repeats."""
@@ -255,10 +316,13 @@ class CallbackLoop:
     by a short task. Refused clients re-send at once: --honor-retry-after runs the task loop.
     """
 
-    def __init__(self, engine: Engine, requests: float, until: float) -> None:
+    def __init__(
+        self, engine: Engine, requests: float, until: float, shape: Stepped | None = None
+    ) -> None:
         self.engine = engine
         self.remaining = requests
         self.until = until
+        self.shape = shape
         self.watchdog = Watchdog(engine.timeout, engine.timer)
         self.running = 0
         self.halted = False
@@ -269,7 +333,7 @@ class CallbackLoop:
 
     async def run(self) -> None:
         channels = [c for c in self.engine.channels if isinstance(c, HttpChannel)]
-        clients = [CallbackClient(self, channel) for channel in channels]
+        clients = [CallbackClient(self, channel, index) for index, channel in enumerate(channels)]
         self.watchdog.clients.extend(clients)
         self.running = len(clients)
         enforcing = asyncio.get_running_loop().create_task(self.watchdog.run())
@@ -309,11 +373,21 @@ class CallbackLoop:
 class CallbackClient:
     """One closed-loop client of a CallbackLoop: send, settle, record, send again."""
 
-    __slots__ = ("channel", "connecting", "deadline", "expired", "loop", "priority", "sent")
+    __slots__ = (
+        "channel",
+        "connecting",
+        "deadline",
+        "expired",
+        "index",
+        "loop",
+        "priority",
+        "sent",
+    )
 
-    def __init__(self, loop: CallbackLoop, channel: HttpChannel) -> None:
+    def __init__(self, loop: CallbackLoop, channel: HttpChannel, index: int = 0) -> None:
         self.loop = loop
         self.channel = channel
+        self.index = index
         self.deadline = math.inf
         self.expired = False
         self.sent = 0.0
@@ -326,6 +400,9 @@ class CallbackClient:
         now = engine.timer()
         if loop.halted or loop.remaining <= 0 or engine.stopping or now >= loop.until:
             loop.client_done()
+            return
+        if loop.shape is not None and (idle := loop.shape.idle_for(self.index, now)) > 0:
+            loop.event_loop.call_later(idle, self.send_next)
             return
         loop.remaining -= 1
         sent = self.sent = engine.last_send = now

@@ -118,6 +118,8 @@ class RunConfigReport(TypedDict):
     #: Open loop: arrivals per second; None for a closed loop.
     rate: float | None
     duration: float | None
+    #: --stages, when the run followed a load shape (then `duration` is its total).
+    stages: NotRequired[str | None]
     arrivals: str | None
     timeout: float
     warmup: float

@@ -22,7 +22,7 @@ from carebench.faults.timeline import FaultWindowReport, windows_in_run
 from carebench.loadgen.channels import Channel, HttpChannel, InProcessChannel
 from carebench.loadgen.client import parse_url
 from carebench.loadgen.config import LoadConfig
-from carebench.loadgen.engine import Engine, Schedule
+from carebench.loadgen.engine import Engine, Schedule, Stepped
 from carebench.loadgen.ids import parse_ids
 from carebench.loadgen.machine import describe_machine
 from carebench.loadgen.priorities import parse_priorities
@@ -136,7 +136,7 @@ def _run_one(label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
 
 async def _drive_http(url: str, label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
     host, port, base = parse_url(url)
-    channels = [HttpChannel(host, port, base) for _ in range(plan.load.concurrency)]
+    channels = [HttpChannel(host, port, base) for _ in range(plan.load.connections)]
     probe = HttpMetricsProbe(host, port, base)
 
     async def read_faults() -> Any:
@@ -157,7 +157,7 @@ async def _drive_in_process(label: str, plan: RunPlan, progress: Progress) -> Lo
     pattern = create_pattern(label, backend, setup.patterns)
     await pattern.start()
     deadlines = setup.server.class_timeouts
-    channels = [InProcessChannel(pattern, deadlines) for _ in range(plan.load.concurrency)]
+    channels = [InProcessChannel(pattern, deadlines) for _ in range(plan.load.connections)]
 
     async def read_faults() -> Any:
         return backend.stats().get("faults")
@@ -248,26 +248,40 @@ def server_faults(url: str) -> Any:
 
 
 async def _warm_up(engine: Engine, load: LoadConfig) -> None:
-    until = time.perf_counter() + load.warmup
-    if load.rate is None:
-        await engine.closed_loop(float("inf"), until=until)
+    """Warm up at the first level: --rate or the clients, or the first stage's level."""
+    now = time.perf_counter()
+    until = now + load.warmup
+    shape = load.shape.first(load.warmup) if load.shape else None
+    if load.loop == "closed":
+        await engine.closed_loop(math.inf, until, Stepped(shape, now) if shape else None)
     else:
-        await engine.open_loop(Schedule(time.perf_counter(), load.rate, until))
+        await engine.open_loop(Schedule(now, _mean_rate(load), until, shape=shape))
 
 
 async def _run_measured(engine: Engine, load: LoadConfig, started: float) -> Schedule | None:
-    if load.rate is None or load.duration is None:
+    shape = load.shape
+    if load.loop == "closed":
         if load.duration is None:
             await engine.closed_loop(load.requests)
         else:
-            await engine.closed_loop(math.inf, until=started + load.duration)
+            stepped = Stepped(shape, started) if shape else None
+            await engine.closed_loop(math.inf, started + load.duration, stepped)
         return None
+    assert load.duration is not None
     schedule = Schedule(
-        started, load.rate, started + load.duration, load.arrivals == "poisson",
-        random.Random(load.seed),
+        started, _mean_rate(load), started + load.duration, load.arrivals == "poisson",
+        random.Random(load.seed), shape,
     )  # fmt: skip
     await engine.open_loop(schedule)
     return schedule
+
+
+def _mean_rate(load: LoadConfig) -> float:
+    """--rate, or a shape's mean rate (which the report holds the achieved rate to)."""
+    if load.rate is not None:
+        return load.rate
+    assert load.shape is not None
+    return load.shape.mean_level
 
 
 def _tick(
@@ -310,7 +324,8 @@ def _config_report(plan: RunPlan) -> RunConfigReport:
         "concurrency": load.concurrency,
         "rate": load.rate,
         "duration": load.duration,
-        "arrivals": load.arrivals if load.rate is not None else None,
+        "stages": load.shape.describe() if load.shape else None,
+        "arrivals": load.arrivals if load.loop == "open" else None,
         "timeout": load.timeout,
         "warmup": load.warmup,
         "ids": load.ids,
