@@ -9,6 +9,7 @@ from carebench.loadgen.results import LoadTestResult, RunConfigReport
 from carebench.report.compare import choose_winner
 from carebench.report.databases import calibration_section, model_versus_reality
 from carebench.report.documents import read_results, read_sweep
+from carebench.report.faults import recovery_lines
 from carebench.report.sweep import success_p99, sweep_lines
 from carebench.report.terminal import COLUMNS
 
@@ -183,8 +184,17 @@ def _scenario(name: str, results: list[LoadTestResult], docs: Path) -> str:
     return (
         f"## Load test: {name}\n\n`{command.strip()}`\n\n"
         + _results_table(results)
+        + _recovery(results)
         + f"\n![latency spectrum, {name}]({image.as_posix()})\n"
     )
+
+
+def _recovery(results: list[LoadTestResult]) -> str:
+    """How fast each pattern recovered from the run's --faults windows (nothing without)."""
+    lines = recovery_lines(results)
+    if not lines:
+        return ""
+    return "\n" + lines[0] + "\n\n" + "".join(f"- {line.strip()}\n" for line in lines[1:])
 
 
 def _command(config: RunConfigReport) -> str:
@@ -221,6 +231,8 @@ def _profile_args(server_args: list[str]) -> list[str]:
     words += [
         f"{flag} {flag[2:].upper()}" for flag in ("--dsn", "--db-path") if flag in server_args
     ]
+    if "--faults" in server_args[:-1]:
+        words.append(f"--faults '{server_args[server_args.index('--faults') + 1]}'")
     return words
 
 

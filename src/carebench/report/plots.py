@@ -11,6 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, NullFormatter, NullLocator
+from matplotlib.transforms import blended_transform_factory
 
 from carebench.loadgen.results import OUTCOMES, LoadTestResult, Outcome, TimelinePoint
 from carebench.loadgen.sampler import ServerSample
@@ -37,6 +38,8 @@ SERVER_FIELDS: tuple[SampleField, ...] = (
     "limit",
 )
 Panels = tuple[Axes, Axes, Axes]
+#: Shading of --faults windows on the timeline, by kind.
+FAULT_COLOURS = {"outage": "#d62728", "slow": "#9467bd", "errors": "#ff7f0e"}
 OUTCOME_COLOURS = {
     "success": "#4c9a2a",
     "rejected": "#f2a900",
@@ -139,7 +142,28 @@ def timeline_png(result: LoadTestResult) -> bytes:
     server.set_xlabel("seconds since the start of measurement")
     for axes in (rate, latency, server):
         axes.grid(True, alpha=0.3)
+    _fault_spans((rate, latency, server), result)
     return _png(figure)
+
+
+def _fault_spans(panels: Panels, result: LoadTestResult) -> None:
+    """Shade each --faults window across the panels, labelled at the top of the first one
+    (clipped to the run: a window may begin in the warm-up or outlast the run)."""
+    timeline = result["timeline"]
+    run_end = max([result["duration_seconds"], *(p["t"] for p in timeline)])
+    for window in result.get("faults") or []:
+        start = max(window["start"], 0.0)
+        end = min(run_end if window["end"] is None else window["end"], run_end)
+        if end <= start:
+            continue
+        colour = FAULT_COLOURS.get(window["kind"], "#7f7f7f")
+        for axes in panels:
+            axes.axvspan(start, end, color=colour, alpha=0.15, linewidth=0)
+        top = blended_transform_factory(panels[0].transData, panels[0].transAxes)
+        panels[0].text(
+            start, 0.98, _plain(window["label"]), color=colour, fontsize=8, transform=top,
+            ha="left", va="top",
+        )  # fmt: skip
 
 
 def _latency_over_time(axes: Axes, timeline: list[TimelinePoint]) -> None:

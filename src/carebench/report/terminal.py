@@ -12,6 +12,7 @@ from rich.table import Table
 
 from carebench.loadgen.results import LoadTestResult, OpenLoopReport, PriorityClassResult
 from carebench.report.compare import choose_winner
+from carebench.report.faults import fault_lines, recovery_lines
 
 
 def detail_block(result: LoadTestResult) -> str:
@@ -39,6 +40,7 @@ def detail_block(result: LoadTestResult) -> str:
         lines.append(f"Rejected in (ms): median {rej['median']:.2f}  p99 {rej['p99']:.2f}")
     lines.extend(_open_loop_lines(result["open_loop"]))
     lines.extend(_priority_lines(result["by_priority"]))
+    lines.extend(fault_lines(result))
     if result["interrupted"]:
         lines.append("(interrupted: partial results)")
     return "\n".join(lines)
@@ -241,6 +243,8 @@ def print_report(results: Sequence[LoadTestResult], console: Console) -> None:
         console.print(summary_table(results))
         console.print(LEGEND, highlight=False)
     for line in winner_lines(results):
+        console.print(line, highlight=False)
+    for line in recovery_lines(results) if len(results) > 1 else []:
         console.print(line, highlight=False)
     for note in (short_run_warning(results), rejection_storm_note(results)):
         if note:
