@@ -15,7 +15,9 @@ PRIORITY_RANK = {name: rank for rank, name in enumerate(PRIORITIES)}
 DEFAULT_CLASS_TIMEOUTS = {"critical": 2.0, "standard": 5.0, "batch": 30.0}
 
 #: FHIR resource ids: https://hl7.org/fhir/datatypes.html#id
-PATIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+PATIENT_ID_CHARACTERS = r"[A-Za-z0-9\-.]"
+PATIENT_ID_MAX_LENGTH = 64
+PATIENT_ID_PATTERN = re.compile(f"{PATIENT_ID_CHARACTERS}{{1,{PATIENT_ID_MAX_LENGTH}}}")
 
 
 class Patient(msgspec.Struct, frozen=True, gc=False):

@@ -1,4 +1,9 @@
-"""An app per pattern behind httpx's in-process ASGI transport."""
+"""An app per pattern behind httpx's in-process ASGI transport.
+
+Every response a test receives through `make_app`'s client is checked against the app's own
+OpenAPI document (tests/contract.py), so each status these tests provoke, for every pattern,
+is also a contract test.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import pytest
 from carebench.loop_clock import ManualLoopClock
 from carebench.patterns.base import PatternConfig, create_pattern, pattern_names
 from carebench.server.app import CareBenchApp
+from tests.contract import ConformanceHook, document_for
 from tests.fakes import GatedBackend
 
 AppFactory = Callable[..., Coroutine[Any, Any, tuple[CareBenchApp, httpx.AsyncClient]]]
@@ -32,7 +38,12 @@ async def make_app(request: pytest.FixtureRequest) -> AsyncIterator[AppFactory]:
         app = CareBenchApp(pattern, backend, request_timeout=request_timeout, drain_timeout=1.0)
         await app.startup()
         transport = httpx.ASGITransport(app=app)
-        client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        conforms = ConformanceHook(document_for(app._routes))
+        client = httpx.AsyncClient(
+            transport=transport,
+            base_url="http://testserver",
+            event_hooks={"response": [conforms]},
+        )
         built.append((app, client))
         return app, client
 

@@ -20,7 +20,7 @@ from carebench import __version__
 from carebench.backends.base import BackendHealth
 from carebench.metrics.document import MetricsDocument
 from carebench.metrics.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
-from carebench.models import PATIENT_ID_PATTERN, PRIORITIES
+from carebench.models import PATIENT_ID_CHARACTERS, PATIENT_ID_MAX_LENGTH, PRIORITIES
 from carebench.responses import ErrorResponse, PatientResponse
 from carebench.server.http import REQUEST_ID_SYNTAX
 
@@ -80,7 +80,7 @@ def _schemas() -> dict[str, Any]:
 
 
 #: On every response, errors included.
-_HEADERS = {
+RESPONSE_HEADERS = {
     "X-Request-ID": {
         "description": "The client's X-Request-ID when it is sane, else a generated one.",
         "required": True,
@@ -99,7 +99,7 @@ _RETRY_AFTER = {
 def _json(description: str, schema: dict[str, Any], **headers: Any) -> dict[str, Any]:
     return {
         "description": description,
-        "headers": {**_HEADERS, **headers},
+        "headers": {**RESPONSE_HEADERS, **headers},
         "content": {JSON: {"schema": schema}},
     }
 
@@ -134,7 +134,13 @@ def _path_items(profiling: bool) -> dict[str, Any]:
         "in": "query",
         "required": True,
         "description": "A FHIR resource id.",
-        "schema": {"type": "string", "pattern": f"^{PATIENT_ID_PATTERN.pattern}$"},
+        # Length apart from the characters: a fuzzer tries the bounds of minLength/maxLength.
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": PATIENT_ID_MAX_LENGTH,
+            "pattern": f"^{PATIENT_ID_CHARACTERS}+$",
+        },
     }
     priority = {
         "name": "X-Request-Priority",
@@ -178,7 +184,7 @@ def _path_items(profiling: bool) -> dict[str, Any]:
             {
                 "200": {
                     "description": "JSON, or the Prometheus text format with ?format=prometheus",
-                    "headers": _HEADERS,
+                    "headers": RESPONSE_HEADERS,
                     "content": {
                         JSON: {"schema": _ref("MetricsDocument")},
                         PROMETHEUS_CONTENT_TYPE: {"schema": {"type": "string"}},
@@ -219,7 +225,7 @@ def _profile_item() -> Any:
         {
             "200": {
                 "description": "pyinstrument's HTML report, or a speedscope JSON file",
-                "headers": _HEADERS,
+                "headers": RESPONSE_HEADERS,
                 "content": {
                     FORMATS["html"].decode(): {"schema": {"type": "string"}},
                     FORMATS["speedscope"].decode(): {"schema": {"type": "object"}},
@@ -248,12 +254,25 @@ def document(routes: Iterable[str]) -> dict[str, Any]:
             "version": __version__,
             "description": (
                 "Patient lookups through a concurrency pattern. Only GET is served: any other"
-                " method gets 405 with `Allow: GET`, an unknown path 404; both with the"
-                " ErrorResponse body and an X-Request-ID header, like every error."
+                " method gets 405 with `Allow: GET` (components/responses/MethodNotAllowed),"
+                " an unknown path 404 (components/responses/NotFound)."
             ),
         },
         "paths": {path: item for path, item in items.items() if path in served},
-        "components": {"schemas": _schemas()},
+        "components": {
+            "schemas": _schemas(),
+            # Not any operation's: what every path answers outside the operations above.
+            "responses": {
+                "NotFound": _error("An unknown path (any method)"),
+                "MethodNotAllowed": {
+                    **_error("Any method but GET on a known path"),
+                    "headers": {
+                        **RESPONSE_HEADERS,
+                        "Allow": {"required": True, "schema": {"const": "GET"}},
+                    },
+                },
+            },
+        },
     }
 
 
