@@ -4,6 +4,7 @@ allowance when they agree."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from carebench.limits.base import LimitStats
@@ -45,7 +46,7 @@ class Gradient2Limit:
         return self._long_rtt
 
     def on_sample(self, rtt: float, in_flight: int, dropped: bool) -> int:
-        if rtt <= 0:
+        if not 0 < rtt < math.inf:  # no usable measurement (NaN would poison the state)
             return self.limit
         self._last_rtt = rtt
         long_rtt = self._update_long_rtt(rtt)

@@ -40,7 +40,7 @@ class VegasLimit:
         return int(self._estimate)
 
     def on_sample(self, rtt: float, in_flight: int, dropped: bool) -> int:
-        if rtt <= 0:
+        if not 0 < rtt < math.inf:  # no usable measurement (NaN would poison the state)
             return self.limit
         self._last_rtt = rtt
         self._since_probe += 1
