@@ -73,6 +73,19 @@ def test_buffered_recording_is_exact_and_up_to_date_when_read() -> None:
         assert interval.latency.count == sum(expected_slots[index].values())
 
 
+def test_rejections_are_also_timed_from_their_actual_send() -> None:
+    """An open loop's rejections get a histogram of their own from the actual send, so
+    admission control's speed is read without the generator's lag; other outcomes stay out."""
+    recorder = RunRecorder(started=0.0)
+    recorder.record("rejected", 0.030, now=0.1, status=503, uncorrected=0.001)
+    recorder.record("rejected", 0.002, now=0.2, status=429, uncorrected=0.002)
+    recorder.record("success", 0.050, now=0.3, status=200, uncorrected=0.040)
+    recorder.record("rejected", 0.001, now=0.4, status=503)  # closed loop: no intended time
+    assert recorder.uncorrected.count == 3
+    assert recorder.uncorrected_rejections.count == 2
+    assert recorder.uncorrected_rejections.summary_ms()["max"] < 2.1
+
+
 def test_outcomes_are_the_keys_of_outcome_counts() -> None:
     """OUTCOMES and OutcomeCounts name the same outcomes in the same order."""
     assert list(OUTCOMES) == list(OutcomeCounts.__annotations__)

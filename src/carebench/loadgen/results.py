@@ -107,6 +107,9 @@ class OpenLoopReport(TypedDict):
     corrected: str
     #: Latency from each request's actual send (latency_ms is from its intended send).
     uncorrected_latency_ms: LatencySummary
+    #: Rejections' latency from their actual send: how fast admission control refuses,
+    #: without the generator's own lag (absent from results saved before it was added).
+    uncorrected_rejection_latency_ms: NotRequired[LatencySummary]
 
 
 class RunConfigReport(TypedDict):
@@ -244,6 +247,7 @@ class RunRecorder:
         self.interval = interval
         self._latency = {outcome: LatencyRecorder() for outcome in OUTCOMES}
         self.uncorrected = LatencyRecorder()
+        self.uncorrected_rejections = LatencyRecorder()
         self._status_codes: dict[int, int] = {}
         self._timeline: list[Interval] = []
         self.max_lag = 0.0
@@ -272,6 +276,8 @@ class RunRecorder:
                 stats.success_latency.record(latency)
         if uncorrected >= 0:
             self.uncorrected.record(uncorrected)
+            if outcome == "rejected":
+                self.uncorrected_rejections.record(uncorrected)
         self._keys.append(status << 3 | _OUTCOME_CODES[outcome])
         self._latencies.append(latency)
         self._times.append(now)

@@ -314,6 +314,7 @@ def _open_loop_report(engine: Engine, schedule: Schedule) -> OpenLoopReport:
         "schedule_kept": achieved >= SCHEDULE_TOLERANCE * planned,
         "corrected": "latency_ms is measured from each request's intended send time",
         "uncorrected_latency_ms": recorder.uncorrected.summary_ms(),
+        "uncorrected_rejection_latency_ms": recorder.uncorrected_rejections.summary_ms(),
     }
 
 
