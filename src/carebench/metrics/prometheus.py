@@ -42,12 +42,17 @@ PATTERN_GAUGES = {
     "tokens": ("rate_limit_tokens", "Tokens left in the rate limiter's bucket", 1.0),
     "min_rtt_ms": ("min_rtt_seconds", "Lowest backend round trip seen by the limiter", 1e-3),
     "sample_rtt_ms": ("sample_rtt_seconds", "Latest backend round trip seen by the limiter", 1e-3),
+    "shed_fraction": ("shed_fraction", "Share of arrivals the shedder's controller refuses", 1.0),
+    "queue_delay_ms": ("queue_delay_seconds", "p90 queueing delay of the last interval", 1e-3),
+    "target_delay_ms": ("target_delay_seconds", "Queueing delay the shedder holds", 1e-3),
+    "service_p90_ms": ("service_p90_seconds", "p90 service time of the tuner's last window", 1e-3),
 }
 PATTERN_COUNTERS = {
     "rejected_queue_full": "Requests rejected because the queue was full",
     "rejected_at_limit": "Requests rejected at the concurrency limit",
     "rate_limited": "Requests refused by the rate limit",
     "shed_for_priority": "Queued requests shed for more urgent ones",
+    "shed_by_threshold": "Requests refused on arrival by the shedder's priority threshold",
     "expired_in_queue": "Requests whose deadline passed while queued",
     "skipped_client_gone": "Queued requests skipped because the client left",
 }

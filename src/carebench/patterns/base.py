@@ -15,7 +15,7 @@ from carebench.models import Patient, Query
 from carebench.patterns.stats import PatternStats
 from carebench.registry import Registry
 from carebench.responses import ResponseEncoder
-from carebench.settings import FLOAT, INT, SECONDS, setting
+from carebench.settings import FLOAT, INT, MILLISECONDS, SECONDS, setting
 
 T = TypeVar("T")
 
@@ -26,7 +26,9 @@ class PatternConfig:
 
     workers: int = setting(20, "--workers", "worker tasks (workerpool, optimized)", INT)
     queue_size: int = setting(100, "--queue-size", "bounded queue capacity", INT)
-    limit: int = setting(20, "--limit", "semaphore: requests in flight at most", INT)
+    limit: int = setting(
+        20, "--limit", "semaphore: requests in flight at most; shedder: its first limit", INT
+    )
     max_wait: float = setting(
         0.0, "--max-wait", "semaphore: how long to wait for a permit before rejecting", SECONDS
     )
@@ -39,6 +41,18 @@ class PatternConfig:
         "--limit-algorithm",
         "adaptive: how the limit is learned",
         choices=LIMIT_ALGORITHMS.names,
+    )
+    shed_target_delay: float = setting(
+        0.02,
+        "--shed-target-delay",
+        "shedder: p90 queueing delay its controller holds by refusing the least urgent work",
+        MILLISECONDS,
+    )
+    shed_min_limit: int = setting(
+        2, "--shed-min-limit", "shedder: lowest in-flight limit its tuner may set", INT
+    )
+    shed_max_limit: int = setting(
+        200, "--shed-max-limit", "shedder: highest in-flight limit its tuner may set", INT
     )
 
     def __post_init__(self) -> None:
@@ -55,6 +69,15 @@ class PatternConfig:
         if self.burst < 1:
             raise ConfigError(f"--burst ({self.burst}) must be >= 1")
         LIMIT_ALGORITHMS.check(self.limit_algorithm)
+        if self.shed_target_delay <= 0:
+            raise ConfigError(
+                f"--shed-target-delay ({self.shed_target_delay * 1000:g}) must be > 0 ms"
+            )
+        if not 1 <= self.shed_min_limit <= self.shed_max_limit:
+            raise ConfigError(
+                f"--shed-min-limit ({self.shed_min_limit}) must be >= 1 and <= "
+                f"--shed-max-limit ({self.shed_max_limit})"
+            )
 
 
 @runtime_checkable
@@ -108,6 +131,7 @@ PATTERNS = Registry(
         "semaphore": "carebench.patterns.semaphore:SemaphorePattern",
         "ratelimit": "carebench.patterns.ratelimit:RateLimitPattern",
         "adaptive": "carebench.patterns.adaptive:AdaptivePattern",
+        "shedder": "carebench.patterns.shedder:ShedderPattern",
     },
 )
 

@@ -58,3 +58,13 @@ class PatternStats(TypedDict):
     min_rtt_ms: NotRequired[float]
     sample_rtt_ms: NotRequired[float]
     algorithm: NotRequired[LimitStats]
+    #: shedder: the share of arrivals its controller refuses, least urgent first (0..1).
+    shed_fraction: NotRequired[float]
+    shed_by_threshold: NotRequired[int]
+    shed_by_class: NotRequired[dict[str, int]]
+    #: shedder: p90 queueing delay of the last control interval, and its target.
+    queue_delay_ms: NotRequired[float]
+    target_delay_ms: NotRequired[float]
+    #: shedder: p90 service time of the tuner's last window, and the lowest of its history.
+    service_p90_ms: NotRequired[float]
+    baseline_p90_ms: NotRequired[float]
