@@ -46,6 +46,8 @@ PATTERN_GAUGES = {
     "queue_delay_ms": ("queue_delay_seconds", "p90 queueing delay of the last interval", 1e-3),
     "target_delay_ms": ("target_delay_seconds", "Queueing delay the shedder holds", 1e-3),
     "service_p90_ms": ("service_p90_seconds", "p90 service time of the tuner's last window", 1e-3),
+    "congested": ("queue_congested", "1 while the queue has stood for a CoDel interval", 1.0),
+    "queue_timeout_ms": ("queue_timeout_seconds", "How long a request may wait queued", 1e-3),
 }
 PATTERN_COUNTERS = {
     "rejected_queue_full": "Requests rejected because the queue was full",
@@ -55,6 +57,9 @@ PATTERN_COUNTERS = {
     "shed_by_threshold": "Requests refused on arrival by the shedder's priority threshold",
     "expired_in_queue": "Requests whose deadline passed while queued",
     "skipped_client_gone": "Queued requests skipped because the client left",
+    "shed_queue_timeout": "Queued requests shed for waiting longer than the queue timeout",
+    "congested_episodes": "Times the queue turned congested (CoDel)",
+    "served_lifo": "Queued requests served newest first while congested",
 }
 BACKEND_COUNTERS: tuple[Literal["total_queries", "total_errors", "pool_exhausted"], ...] = (
     "total_queries",

@@ -54,6 +54,19 @@ class PatternConfig:
     shed_max_limit: int = setting(
         200, "--shed-max-limit", "shedder: highest in-flight limit its tuner may set", INT
     )
+    codel_target: float = setting(
+        0.005,
+        "--codel-target",
+        "codel: how long a request may wait once the queue has stood for an interval",
+        MILLISECONDS,
+    )
+    codel_interval: float = setting(
+        0.1,
+        "--codel-interval",
+        "codel: how long a request may wait while the queue empties; how long it must stand "
+        "to count as congested",
+        MILLISECONDS,
+    )
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -77,6 +90,13 @@ class PatternConfig:
             raise ConfigError(
                 f"--shed-min-limit ({self.shed_min_limit}) must be >= 1 and <= "
                 f"--shed-max-limit ({self.shed_max_limit})"
+            )
+        if self.codel_target <= 0:
+            raise ConfigError(f"--codel-target ({self.codel_target * 1000:g} ms) must be > 0")
+        if self.codel_interval < self.codel_target:
+            raise ConfigError(
+                f"--codel-interval ({self.codel_interval * 1000:g} ms) must be >= "
+                f"--codel-target ({self.codel_target * 1000:g} ms)"
             )
 
 
@@ -132,6 +152,7 @@ PATTERNS = Registry(
         "ratelimit": "carebench.patterns.ratelimit:RateLimitPattern",
         "adaptive": "carebench.patterns.adaptive:AdaptivePattern",
         "shedder": "carebench.patterns.shedder:ShedderPattern",
+        "codel": "carebench.patterns.codel:CoDelPattern",
     },
 )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from carebench.models import PRIORITIES
@@ -61,19 +62,38 @@ class ClassQueue(Generic[T]):
                 return lane.pop()[1]
         return None
 
-    def pop(self) -> T:
-        """The next item to serve (raises IndexError when empty)."""
+    def pop(self, newest: bool = False) -> T:
+        """The next item to serve (raises IndexError when empty).
+
+        The class is chosen as the module doc says; within it the oldest item is served, or
+        with `newest` the newest (LIFO, codel while congested; a fairness turn then still
+        picks the class whose oldest item waited longest, and serves that class's newest).
+        """
         if not self._size:
             raise IndexError("pop from an empty ClassQueue")
         self._dispatches += 1
         self._size -= 1
         if self._dispatches % self.fairness_period == 0:
             lanes = [lane for lane in self._lanes if lane]
-            return min(lanes, key=lambda lane: lane[0][0]).popleft()[1]
+            lane = min(lanes, key=lambda lane: lane[0][0])
+            return (lane.pop() if newest else lane.popleft())[1]
         for lane in self._lanes:
             if lane:
-                return lane.popleft()[1]
+                return (lane.pop() if newest else lane.popleft())[1]
         raise AssertionError("unreachable: size says an item is queued")
+
+    def remove_oldest_while(self, expired: Callable[[T], bool]) -> list[T]:
+        """Remove each class's oldest items for as long as `expired` holds for them.
+
+        Items of a class are kept in arrival order, so for a test on age this removes exactly
+        the items past it, looking at only one more item per class.
+        """
+        removed: list[T] = []
+        for lane in self._lanes:
+            while lane and expired(lane[0][1]):
+                removed.append(lane.popleft()[1])
+        self._size -= len(removed)
+        return removed
 
     def drain(self) -> list[T]:
         """Remove and return everything, most urgent first."""

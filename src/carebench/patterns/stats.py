@@ -68,3 +68,10 @@ class PatternStats(TypedDict):
     #: shedder: p90 service time of the tuner's last window, and the lowest of its history.
     service_p90_ms: NotRequired[float]
     baseline_p90_ms: NotRequired[float]
+    #: codel: whether the queue has stood for an interval (short timeout, LIFO service).
+    congested: NotRequired[bool]
+    #: codel: how long a request may wait in the queue right now.
+    queue_timeout_ms: NotRequired[float]
+    shed_queue_timeout: NotRequired[int]
+    congested_episodes: NotRequired[int]
+    served_lifo: NotRequired[int]

@@ -184,24 +184,27 @@ class WorkerPoolPattern:
     async def _worker(self) -> None:
         loop = self._loop or asyncio.get_running_loop()
         while True:
-            if self._queue:
-                job: Job | None = self._queue.pop()
-            else:
+            job = self._pop_queued()
+            if job is None:
                 waiter: asyncio.Future[Job | None] = loop.create_future()
                 self._idle.append(waiter)
                 job = await waiter
+                if job is None:
+                    return
                 if job is TAKE_FROM_QUEUE:
-                    if not self._queue:  # another worker took them meanwhile
+                    job = self._pop_queued()
+                    if job is None:  # another worker took them meanwhile
                         continue
-                    job = self._queue.pop()
-            if job is None:
-                return
             try:
                 await self._work(job, loop)
             finally:
                 self._release(job)
                 if self._closing and not self._queue and not self._busy:
                     self._drained.set()
+
+    def _pop_queued(self) -> Job | None:
+        """The queued job a free worker runs next, or None when nothing is queued."""
+        return self._queue.pop() if self._queue else None
 
     async def _work(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
         query, future = job.query, job.future
