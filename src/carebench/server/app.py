@@ -94,6 +94,10 @@ class CareBenchApp:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Called after shutdown (granian's worker prints its final stats this way).
         self.on_shutdown: Callable[[], None] | None = None
+        #: When the drain must end (monotonic), from begin_drain(): shutdown() gets what is left.
+        self._drain_deadline: float | None = None
+        #: Set by cut_drain(): requests the server cancels from now on are answered 503.
+        self.drain_cut = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -186,6 +190,13 @@ class CareBenchApp:
             return "invalid", 404
         except ClientGone:
             return "cancelled", CLIENT_CLOSED
+        except asyncio.CancelledError:
+            if not self.drain_cut:
+                raise
+            # The drain ran out (or a second signal came) with this request running: an
+            # answer the client can retry, instead of uvicorn's 500 and a traceback.
+            await _error(send, 503, "server shutting down", request_id, [(b"retry-after", b"1")])
+            return "rejected", 503
         except Exception:
             log.exception("unexpected failure serving request %s", request_id)
             await _error(send, 500, "internal error", request_id)
@@ -287,9 +298,28 @@ class CareBenchApp:
         await self.pattern.start()
         self.started = True
 
+    def begin_drain(self) -> None:
+        """The server stopped accepting: the drain timeout runs from now, for the server's
+        wait for requests and shutdown() together."""
+        if self._drain_deadline is None:
+            self._drain_deadline = time.monotonic() + self.drain_timeout
+
+    def drain_left(self) -> float:
+        """Seconds of the drain timeout left (all of it before begin_drain())."""
+        if self._drain_deadline is None:
+            return self.drain_timeout
+        return max(0.0, self._drain_deadline - time.monotonic())
+
+    def cut_drain(self) -> None:
+        """The drain is over: requests the server cancels now are answered 503, and
+        shutdown() waits for nothing."""
+        self.drain_cut = True
+        self._drain_deadline = time.monotonic()
+
     async def shutdown(self) -> None:
-        """Let admitted work finish (bounded by the drain timeout), then stop the backend."""
-        await self.pattern.shutdown(self.drain_timeout)
+        """Let admitted work finish (within what is left of the drain timeout), then stop the
+        backend."""
+        await self.pattern.shutdown(self.drain_left())
         await self.backend.close()
         self.started = False
         if self.on_shutdown is not None:

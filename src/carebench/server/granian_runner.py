@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from carebench.server.app import CareBenchApp
 from carebench.server.setup import ServerSetup
@@ -48,7 +48,6 @@ def load_worker_app(pattern: str, setup: ServerSetup) -> CareBenchApp:
 def serve_granian(pattern: str, setup: ServerSetup, out: TextIO) -> int:
     """Serve until SIGINT/SIGTERM; the worker drains and prints final stats; the exit status."""
     try:
-        from granian import Granian
         from granian.constants import HTTPModes, Interfaces, Loops
         from granian.log import LogLevels
     except ImportError:
@@ -63,7 +62,7 @@ def serve_granian(pattern: str, setup: ServerSetup, out: TextIO) -> int:
         print("\n".join(banner_lines(pattern, setup)), file=out)
     print(listening_line(url_of(server.host, port), pattern), file=out, flush=True)
     absorb_signals()
-    granian = Granian(
+    granian = draining_granian()(
         TARGET,
         address=server.host,
         port=port,
@@ -74,9 +73,33 @@ def serve_granian(pattern: str, setup: ServerSetup, out: TextIO) -> int:
         websockets=False,
         backlog=4096,
         log_level=LogLevels(server.log_level),
+        # The worker is killed if it has not drained by then. granian types this as whole
+        # seconds but only joins and subtracts with it, so --drain-timeout is kept exact.
+        workers_kill_timeout=server.drain_timeout,
     )
     # granian calls the loader in its worker process: the settings travel as its arguments
     # (inherited on fork, pickled on spawn) instead of through the environment.
     loader = functools.partial(load_worker_app, pattern, setup)
     granian.serve(target_loader=loader, wrap_loader=False)
     return 0
+
+
+def draining_granian() -> type[Any]:
+    """granian's server class, with a second SIGINT or SIGTERM killing the worker at once.
+
+    granian's main process answers the first signal by stopping its worker (which finishes
+    the requests it is running) and ignores any further one, so a second signal could not
+    cut a drain short. Requests still running when the worker is killed (at the second
+    signal, or at --drain-timeout) get no answer: granian gives the app no way to answer them
+    first, unlike `serve --server uvicorn`, which answers them 503.
+    """
+    from granian.server import MPServer
+
+    class DrainingGranian(MPServer):
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            if self.interrupt_signal:
+                for worker in self.wrks:
+                    worker.kill()  # type: ignore[no-untyped-call]
+            super().signal_handler_interrupt(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    return DrainingGranian

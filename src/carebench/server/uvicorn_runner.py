@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TextIO
 
 import uvicorn
@@ -22,6 +21,7 @@ from carebench.server.startup import (
     listening_line,
     url_of,
 )
+from carebench.server.uvicorn_drain import DrainingServer
 from carebench.server.uvicorn_protocol import OneWriteHttpToolsProtocol
 
 
@@ -35,7 +35,7 @@ def serve_uvicorn(pattern: str, setup: ServerSetup, out: TextIO) -> int:
         print("\n".join(banner_lines(pattern, setup)), file=out)
     host, port = sock.getsockname()[:2]
     print(listening_line(url_of(host, port), pattern), file=out, flush=True)
-    uv_server = uvicorn.Server(uvicorn_config(app, server))
+    uv_server = DrainingServer(uvicorn_config(app, server), app)
     absorb_signals()
     try:
         uvloop.run(uv_server.serve(sockets=[sock]))
@@ -59,6 +59,7 @@ def uvicorn_config(app: CareBenchApp, server: ServerConfig) -> uvicorn.Config:
         access_log=False,
         # Loopback by default and no proxy in front: skip the X-Forwarded-* middleware layer.
         proxy_headers=False,
-        timeout_graceful_shutdown=math.ceil(server.drain_timeout),
+        # DrainingServer bounds the drain by --drain-timeout itself (uvicorn's is whole seconds).
+        timeout_graceful_shutdown=None,
         backlog=4096,
     )
