@@ -10,22 +10,27 @@ changes is how long a request may wait and in which order the queue is served:
   congested: a request may wait only `--codel-target` (5 ms), and each class is served newest
   first (adaptive LIFO: the oldest are the likeliest to have been given up on, the newest the
   likeliest to meet the short timeout). Critical still goes before standard before batch.
-* The queue is healthy again as soon as a worker asks for work and finds none, or a request
-  arrives to an idle worker.
+* The queue is healthy again as soon as its workers empty it: a worker takes the last waiting
+  request (and the timeout dropped none at that moment), or asks for work and finds none.
 
 A request that has waited longer than the current timeout is shed: 503 with Retry-After,
-counted in `shed_queue_timeout`. Shedding happens whenever a request arrives to a busy pool
-and whenever a worker takes work, at the old end of each class (the queue is in arrival order
-within a class, so this looks at one request per class beyond the shed ones). With neither
-arrivals nor free workers nothing is shed; a request still never waits past its deadline (504).
+counted in `shed_queue_timeout`. The timeout is the state's, not fixed when the request was
+queued (the paper assigns it at enqueue): when the queue turns congested, what has waited
+longer than the target is the standing queue CoDel exists to drop, and its clients hear so at
+once rather than up to an interval later. So a healthy queue never sheds by itself: a request
+that waits more than an interval has kept the queue standing that long, and is shed as the
+queue turns congested. Shedding is checked whenever a request arrives to a busy pool and
+whenever a worker takes work, at the old end of each class (a class is in arrival order, so
+this looks at one request per class beyond those shed). With neither arrivals nor free
+workers nothing is shed; a request still never waits past its deadline (504).
 
 Why "emptied" rather than CoDel proper's "lowest delay of the requests served over an
 interval above target": under LIFO the request served is the newest, whose delay is near zero
 by construction, so that measure would call the queue healthy at its first LIFO dispatch and
-flap between the two modes. The paper's own rule is the one used here ("if the queue has not
-been empty for the last N ms, the time spent in the queue is limited to M ms"); a queue the
-workers empty has had a request served with no delay, below any target. Emptied by shedding
-does not count: the workers did not keep up, the timeout did.
+flap between the two modes. The paper's rule is used instead ("if the queue has not been
+empty for the last N ms, the time spent in the queue is limited to M ms"): an empty queue is
+a queueing delay of zero, below any target. Emptied by shedding does not count: then the
+timeout kept up, not the workers.
 
 Times are read from the injected `LoopClock`, so tests drive the state machine by hand.
 """
@@ -87,7 +92,7 @@ class CoDelState:
             self.standing_since = now
 
     def emptied(self) -> None:
-        """The workers kept up: a worker found nothing to do, or a request found one idle."""
+        """The workers emptied the queue: it stops standing, and is healthy."""
         self.standing_since = None
         self.congested = False
 
@@ -106,17 +111,12 @@ class CoDelPattern(WorkerPoolPattern):
         self.shed_queue_timeout = 0
         self.served_lifo = 0
 
-    def _idle_slot(self) -> asyncio.Future[Job | None] | None:
-        slot = super()._idle_slot()
-        if slot is not None:
-            self.codel.emptied()
-        return slot
-
     def _make_job(self, query: Query, future: asyncio.Future[Patient]) -> Job:
         return QueuedJob(query, future, holders=1)
 
     def _dispatch(self, job: Job, rank: int) -> bool:
         now = self._clock.now()
+        self.codel.update(now)
         self._shed_expired(now)
         if isinstance(job, QueuedJob):
             job.queued_at = now
@@ -126,24 +126,30 @@ class CoDelPattern(WorkerPoolPattern):
         return accepted
 
     def _pop_queued(self) -> Job | None:
-        congested = self._shed_expired(self._clock.now())
+        now = self._clock.now()
+        congested = self.codel.update(now)
+        shed = self._shed_expired(now)
         if not self._queue:
+            # Nothing waits for this free worker. (A worker is idle only after finding the
+            # queue empty here, so a request that finds one idle needs no check of its own.)
             self.codel.emptied()
             return None
         if congested:
             self.served_lifo += 1
-        return self._queue.pop(newest=congested)
+        job = self._queue.pop(newest=congested)
+        if not self._queue and not shed:
+            self.codel.emptied()  # the workers emptied it, without the timeout's help
+        return job
 
-    def _shed_expired(self, now: float) -> bool:
-        """Shed every request that waited longer than the current timeout; whether congested."""
-        congested = self.codel.update(now)
-        if self._queue:
-            oldest_allowed = now - self.codel.timeout
-            for job in self._queue.remove_oldest_while(
-                lambda job: _queued_at(job) < oldest_allowed
-            ):
-                self._shed(job, now)
-        return congested
+    def _shed_expired(self, now: float) -> int:
+        """Shed every request that waited longer than the current timeout; how many."""
+        if not self._queue:
+            return 0
+        oldest_allowed = now - self.codel.timeout
+        expired = self._queue.remove_oldest_while(lambda job: _queued_at(job) < oldest_allowed)
+        for job in expired:
+            self._shed(job, now)
+        return len(expired)
 
     def _shed(self, job: Job, now: float) -> None:
         """Answer a request taken out of the queue for waiting too long, and let go of it."""
