@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from types import FrameType
 
 from carebench import __version__
 from carebench.cli import calibrate, db, demo, loadtest, report, serve, sweep
@@ -38,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     run: Command = args.run
+    # SIGTERM stops a command as Ctrl-C does, so cleanup runs (servers a load test started
+    # are stopped, not orphaned); `serve` installs its own handlers for the drain.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return run(args)
     except ConfigError as exc:
@@ -64,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":  # pragma: no cover

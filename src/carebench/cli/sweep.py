@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -21,6 +20,7 @@ from carebench.cli.options import (
 from carebench.loadgen.config import CLIENT_SETTINGS, LoadConfig, SweepConfig
 from carebench.loadgen.runner import RunPlan
 from carebench.loadgen.sweep import run_sweep
+from carebench.report.files import write_atomically
 from carebench.report.sweep import print_sweep
 from carebench.report.terminal import BarProgress
 
@@ -60,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
     sweep = run_sweep(plan, config.axis, config.levels, config.duration, progress)
     text = json.dumps(sweep, indent=2)
     if outputs.output:
-        Path(outputs.output).write_text(text + "\n", encoding="utf-8")
+        write_atomically(outputs.output, text + "\n")
     if outputs.png:
         from carebench.report.plots import sweep_png
 
-        Path(outputs.png).write_bytes(sweep_png(sweep))
+        write_atomically(outputs.png, sweep_png(sweep))
     if outputs.html:
         from carebench.report.html import write_sweep_html
 

@@ -104,9 +104,10 @@ def run_plan(plan: RunPlan, progress: Progress | None = None) -> list[LoadTestRe
     for label in labels:
         try:
             result = _run_one(label, plan, progress)
-        except KeyboardInterrupt:  # between runs (e.g. while a server starts): keep the rest
-            if results:
-                results[-1]["interrupted"] = True
+        except KeyboardInterrupt:  # between runs, or a second Ctrl-C: keep the finished runs
+            if not results:
+                raise
+            results[-1]["interrupted"] = True
             break
         result["machine"] = machine
         results.append(result)
@@ -375,21 +376,31 @@ def _pinned(cpus: set[int] | None) -> Any:
 
 @contextlib.contextmanager
 def _stop_on_interrupt(engine: Engine) -> Any:
-    """Ctrl-C stops sending; the run ends with what it measured."""
+    """Ctrl-C or SIGTERM stops sending; the run ends with what it measured. A second one
+    ends it at once (KeyboardInterrupt: the runs before it are kept, this one is not)."""
     loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
 
     def stop() -> None:
+        if engine.stopping:
+            raise KeyboardInterrupt
         engine.stopping = True
 
+    previous = {sig: signal.getsignal(sig) for sig in signals}
     try:
-        loop.add_signal_handler(signal.SIGINT, stop)
+        for sig in signals:
+            loop.add_signal_handler(sig, stop)
     except (NotImplementedError, RuntimeError):
         yield
         return
     try:
         yield
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            if handler is not None:
+                # remove_signal_handler leaves SIGTERM at SIG_DFL: put back the CLI's handler.
+                signal.signal(sig, handler)
 
 
 def _run_async(coroutine: Awaitable[LoadTestResult]) -> LoadTestResult:

@@ -50,7 +50,14 @@ def run_sweep(
     results: list[LoadTestResult] = []
     interrupted = False
     for level in levels:
-        for result in run_plan(level_plan(plan, axis, level, duration), progress):
+        try:
+            level_results = run_plan(level_plan(plan, axis, level, duration), progress)
+        except KeyboardInterrupt:  # before this level's first run finished: keep the others
+            if not results:
+                raise
+            interrupted = True
+            break
+        for result in level_results:
             result["level"] = level
             results.append(result)
             interrupted = interrupted or result["interrupted"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 from carebench.loadgen.results import LoadTestResult
 from carebench.report.csv_table import to_csv
+from carebench.report.files import write_atomically
 
 
 def to_json(results: Sequence[LoadTestResult]) -> str:
@@ -20,11 +20,11 @@ def write_outputs(
     csv_path: str | None = None,
     html_path: str | None = None,
 ) -> None:
-    """Write whichever outputs were asked for."""
+    """Write whichever outputs were asked for, each whole or not at all."""
     if json_path:
-        Path(json_path).write_text(to_json(results) + "\n", encoding="utf-8")
+        write_atomically(json_path, to_json(results) + "\n")
     if csv_path:
-        Path(csv_path).write_text(to_csv(results), encoding="utf-8")
+        write_atomically(csv_path, to_csv(results))
     if html_path:
         # Imported only when asked for: the HTML report loads matplotlib.
         from carebench.report.html import write_html

@@ -12,6 +12,7 @@ from typing import Any
 from carebench.loadgen.results import LoadTestResult
 from carebench.loadgen.sweep import SweepDocument
 from carebench.report import plots
+from carebench.report.files import write_atomically
 from carebench.report.terminal import LEGEND, detail_block, load_line, summary_table, winner_lines
 
 STYLE = """
@@ -58,7 +59,7 @@ def render_html(results: Sequence[LoadTestResult]) -> str:
 
 def write_html(results: Sequence[LoadTestResult], path: str | Path) -> None:
     """Write the report of `results` to `path`."""
-    Path(path).write_text(render_html(results), encoding="utf-8")
+    write_atomically(path, render_html(results))
 
 
 def render_sweep_html(sweep: SweepDocument) -> str:
@@ -84,7 +85,7 @@ def render_sweep_html(sweep: SweepDocument) -> str:
 
 def write_sweep_html(sweep: SweepDocument, path: str | Path) -> None:
     """Write the report of a sweep document to `path`."""
-    Path(path).write_text(render_sweep_html(sweep), encoding="utf-8")
+    write_atomically(path, render_sweep_html(sweep))
 
 
 def _page(title: str, body: Iterable[str]) -> str:

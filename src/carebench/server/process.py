@@ -110,7 +110,11 @@ class ServerProcess:
         return f"carebench serve {' '.join(self.args)} {what}:\n{tail}"
 
     def __enter__(self) -> ServerProcess:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # interrupted while it started (Ctrl-C, SIGTERM): leave no orphan
+            raise
         return self
 
     def __exit__(
