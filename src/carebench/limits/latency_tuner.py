@@ -30,16 +30,16 @@ def percentile(samples: Sequence[float], fraction: float) -> float:
 
 @dataclass(slots=True)
 class LatencyTuner:
-    """Defaults: windows of at least 20 samples, p90 smoothed with weight 0.3, a baseline
-    over the last 100 windows, tolerance 0.1 + 1/sqrt(limit) (0.55 at 5, 0.32 at 20, 0.2 at
+    """Defaults: windows of at least 50 samples, p90 smoothed with weight 0.3, a baseline
+    over the last 60 windows, tolerance 0.2 + 2/sqrt(limit) (1.1 at 5, 0.65 at 20, 0.4 at
     100), growth by 5 % of the limit (at least 1) per window."""
 
     initial: int = 20
     min_limit: int = 2
     max_limit: int = 200
-    min_samples: int = 20
+    min_samples: int = 50
     smoothing: float = 0.3
-    history: int = 100
+    history: int = 60
     _limit: float = 0.0
     _samples: list[float] = field(default_factory=list)
     _smoothed: float = 0.0
@@ -67,7 +67,7 @@ class LatencyTuner:
 
     def tolerance(self) -> float:
         """How much the p90 may exceed the baseline before the limit shrinks."""
-        return 0.1 + 1.0 / math.sqrt(self._limit)
+        return 0.2 + 2.0 / math.sqrt(self._limit)
 
     def record(self, latency: float) -> None:
         """One completed request's service time (seconds)."""

@@ -49,6 +49,10 @@ KP, KI = 0.2, 3.0
 MAX_ERROR = 3.0
 #: Admit at least 1/1000 of the traffic: the controller needs requests to see the delay fall.
 MAX_PRESSURE = math.log(1000.0)
+#: The queue holds at most this many target delays' worth of work (by Little's law, from the
+#: mean service time and the limit), so a burst admitted before the controller reacts cannot
+#: make anyone wait much longer than the target; `--queue-size` stays the hard bound.
+QUEUE_BOUND = 3.0
 #: Weight of the newest interval in the class mix the threshold is read from.
 MIX_SMOOTHING = 0.2
 #: Queue waits kept per interval for its p90 (the rest of a busy interval is not needed).
@@ -137,7 +141,7 @@ class ShedderPattern:
 
     @property
     def capacity(self) -> int:
-        return self.tuner.limit + self.config.queue_size
+        return self.tuner.limit + self._queue.capacity
 
     @property
     def backend_concurrency(self) -> int:
@@ -154,12 +158,13 @@ class ShedderPattern:
         if now - self._last_tick >= CONTROL_INTERVAL:
             self.tick(now)
         rank = PRIORITY_RANK[query.priority]
-        self._refuse_below_threshold(rank)
+        self._arrivals[rank] += 1
         if self._in_flight.count < self.tuner.limit and not self._queue:
             self._in_flight.enter()
             self._record_wait(0.0)
             self._saturated |= self._in_flight.count >= self.tuner.limit
         else:
+            self._refuse_below_threshold(rank)
             await self._wait_for_slot(query, rank, loop, now)
         started = self._clock.now()
         try:
@@ -173,8 +178,7 @@ class ShedderPattern:
         return patient
 
     def _refuse_below_threshold(self, rank: int) -> None:
-        """Count the arrival in its class and refuse it if its cohort is being shed."""
-        self._arrivals[rank] += 1
+        """Refuse a request that would have to queue if its cohort is being shed."""
         dealt = self._dealt[rank]
         self._dealt[rank] = dealt + 1
         if COHORT_ORDER[dealt % COHORTS] < self._shed_cohorts[rank]:
@@ -222,6 +226,7 @@ class ShedderPattern:
                 continue
             self._record_wait(self._clock.now() - waiter.queued_at)
             waiter.future.set_result(None)
+            self._prune_arrival_order()
             return True
         return False
 
@@ -249,7 +254,9 @@ class ShedderPattern:
         let the tuner close its window. Runs from submit; tests call it on a manual clock."""
         dt = min(now - self._last_tick, 10 * CONTROL_INTERVAL)
         self._last_tick = now
-        self.queue_delay = max(percentile(self._waits, 0.9), self._oldest_wait(now))
+        self.queue_delay = max(
+            percentile(self._waits, 0.9), self._oldest_wait(now), self._expected_wait()
+        )
         self._waits.clear()
         self._update_mix()
         error = clamp((self.queue_delay - self.target_delay) / self.target_delay, -1.0, MAX_ERROR)
@@ -258,13 +265,37 @@ class ShedderPattern:
         self._shed_cohorts = cohorts_to_shed(self.shed_fraction, self._shares)
         self.tuner.update(self._saturated)
         self._saturated = self._in_flight.count >= self.tuner.limit
+        self._queue.capacity = self._queue_bound()
         self._admit_waiting()
 
-    def _oldest_wait(self, now: float) -> float:
+    def _expected_wait(self) -> float:
+        """How long a request queued now would wait, by Little's law."""
+        return len(self._queue) * self._service_time / self.tuner.limit
+
+    def _queue_bound(self) -> int:
+        """QUEUE_BOUND target delays' worth of queue, within [1, --queue-size]."""
+        if self._service_time <= 0:
+            return self.config.queue_size
+        room = self.tuner.limit * QUEUE_BOUND * self.target_delay / self._service_time
+        return max(1, min(self.config.queue_size, math.ceil(room)))
+
+    def _prune_arrival_order(self) -> None:
         order = self._arrival_order
         while order and order[0].future.done():
             order.popleft()
+
+    def _oldest_wait(self, now: float) -> float:
+        self._prune_arrival_order()
+        order = self._arrival_order
         return now - order[0].queued_at if order else 0.0
+
+    def _live_queued(self) -> int:
+        """Queued requests still waiting (the queue may hold expired ones until popped)."""
+        return sum(1 for waiter in self._arrival_order if not waiter.future.done())
+
+    def shedding_by_class(self) -> dict[str, float]:
+        """The share of each class's cohorts the threshold refuses right now."""
+        return {name: self._shed_cohorts[rank] / COHORTS for rank, name in enumerate(PRIORITIES)}
 
     def _update_mix(self) -> None:
         total = sum(self._arrivals)
@@ -281,13 +312,13 @@ class ShedderPattern:
     def stats(self) -> PatternStats:
         return {
             "name": self.name,
-            "in_flight": self._in_flight.count + len(self._queue),
+            "in_flight": self._in_flight.count + self._live_queued(),
             "peak_in_flight": self._in_flight.peak,
             "limit": self.tuner.limit,
-            "queued": len(self._queue),
+            "queued": self._live_queued(),
             "queued_by_priority": self._queue.depth_by_class(),
             "shed_for_priority": self._queue.shed,
-            "queue_capacity": self.config.queue_size,
+            "queue_capacity": self._queue.capacity,
             "workers": None,
             "workers_busy": None,
             "rejected_queue_full": self.rejected_queue_full,
@@ -296,6 +327,7 @@ class ShedderPattern:
             "shed_fraction": round(self.shed_fraction, 4),
             "shed_by_threshold": sum(self.shed_by_class.values()),
             "shed_by_class": dict(self.shed_by_class),
+            "shedding_by_class": self.shedding_by_class(),
             "queue_delay_ms": round(self.queue_delay * 1000, 3),
             "target_delay_ms": round(self.target_delay * 1000, 3),
             "service_p90_ms": round(self.tuner.last_p90 * 1000, 3),

@@ -62,6 +62,8 @@ class PatternStats(TypedDict):
     shed_fraction: NotRequired[float]
     shed_by_threshold: NotRequired[int]
     shed_by_class: NotRequired[dict[str, int]]
+    #: shedder: the share of each class's cohorts its threshold refuses now (0..1).
+    shedding_by_class: NotRequired[dict[str, float]]
     #: shedder: p90 queueing delay of the last control interval, and its target.
     queue_delay_ms: NotRequired[float]
     target_delay_ms: NotRequired[float]
