@@ -215,8 +215,10 @@ class LatencyRecorder:
     def _stddev_us(self) -> float:
         if not self.count:
             return 0.0
-        mean = self._mean_us()
-        return math.sqrt(max(0.0, self._sum_squares / self.count - mean * mean))
+        # In integers, exactly: E[x^2] - mean^2 in floats cancels to noise when the values
+        # are large and close (three values around 60 s read 0.001 ms instead of 0.000).
+        n = self.count
+        return math.sqrt((n * self._sum_squares - self._sum * self._sum) / (n * n))
 
     def spectrum_ms(self, ticks_per_half_distance: int = 5) -> list[SpectrumPoint]:
         """The full percentile spectrum (HdrHistogram's percentile iterator), in milliseconds."""
