@@ -257,20 +257,43 @@ async def test_draining_switches_back_to_fifo_and_the_long_timeout(rig: Rig) -> 
     assert stats["shed_queue_timeout"] == 1 and stats["congested_episodes"] == 1
 
 
-async def test_taking_the_last_request_empties_the_queue(rig: Rig) -> None:
-    """A worker that takes the last waiting request ends congestion for the next arrivals."""
+async def test_healthy_queue_taken_to_empty_starts_standing_afresh(rig: Rig) -> None:
+    """A worker taking the last request of a healthy queue resets how long it has stood."""
+    busy = await rig.occupy_worker()
+    (first,) = await rig.queue("P-first")
+    rig.clock.advance(0.09)
+    await rig.backend.finish("P-busy")  # takes P-first at 90 ms: the queue is empty
+    later = await rig.queue("L0", "L1")  # the queue stands again from 90 ms
+    rig.clock.advance(0.05)  # 140 ms since P-first queued, 50 ms since it emptied
+    assert rig.pattern.stats()["congested"] is False
+    rig.backend.release()
+    await asyncio.gather(busy, first, *later)
+    assert rig.backend.calls == ["P-busy", "P-first", "L0", "L1"]
+    assert rig.pattern.stats()["shed_queue_timeout"] == 0
+
+
+async def test_congested_queue_taken_to_empty_stays_congested(rig: Rig) -> None:
+    """Congestion ends when a worker finds nothing waiting, not when the last request is taken."""
     busy = await rig.occupy_worker()
     await rig.queue("P-anchor")
     rig.clock.advance(0.101)
     (last,) = await rig.queue("P-last")  # the anchor is shed; P-last waits alone
     await rig.backend.finish("P-busy")  # the worker takes P-last: the queue is empty
     assert rig.backend.calls == ["P-busy", "P-last"]
-    assert rig.pattern.stats()["congested"] is False
+    assert rig.pattern.stats()["congested"] is True
     later = await rig.queue("L0", "L1")
-    rig.clock.advance(0.05)
-    rig.backend.release()
-    await asyncio.gather(busy, last, *later)
-    assert rig.backend.calls == ["P-busy", "P-last", "L0", "L1"]
+    rig.clock.advance(0.004)
+    (newest,) = await rig.queue("L2")
+    rig.clock.advance(0.002)  # L0 and L1 have waited 6 ms, L2 2 ms
+    await rig.backend.finish("P-last")  # sheds L0 and L1, takes L2
+    assert rig.backend.calls[-1] == "L2"
+    for task in later:
+        with pytest.raises(Rejected):
+            await task
+    await rig.backend.finish("L2")  # the worker finds nothing waiting
+    stats = rig.pattern.stats()
+    assert stats["congested"] is False and stats["queue_timeout_ms"] == 100.0
+    await asyncio.gather(busy, last, newest)
 
 
 async def test_emptied_with_the_timeouts_help_stays_congested(rig: Rig) -> None:

@@ -6,12 +6,15 @@ changes is how long a request may wait and in which order the queue is served:
 
 * While the queue is healthy a queued request may wait `--codel-interval` (100 ms), and each
   class is served oldest first (FIFO).
-* Once the queue has stood, i.e. not been emptied by the workers for a whole interval, it is
-  congested: a request may wait only `--codel-target` (5 ms), and each class is served newest
-  first (adaptive LIFO: the oldest are the likeliest to have been given up on, the newest the
+* Once the queue has stood, i.e. not been empty for a whole interval, it is congested: a
+  request may wait only `--codel-target` (5 ms), and each class is served newest first
+  (adaptive LIFO: the oldest are the likeliest to have been given up on, the newest the
   likeliest to meet the short timeout). Critical still goes before standard before batch.
-* The queue is healthy again as soon as its workers empty it: a worker takes the last waiting
-  request (and the timeout dropped none at that moment), or asks for work and finds none.
+* A healthy queue that empties starts standing afresh at its next request. A congested one is
+  healthy again only once a worker asks for work and finds none waiting: a congested queue
+  that empties as a worker takes its last request does not count, since the short timeout
+  emptied it as much as the workers did, and under overload the clients it refused are back
+  at once.
 
 A request that has waited longer than the current timeout is shed: 503 with Retry-After,
 counted in `shed_queue_timeout`. The timeout is the state's, not fixed when the request was
@@ -29,8 +32,7 @@ interval above target": under LIFO the request served is the newest, whose delay
 by construction, so that measure would call the queue healthy at its first LIFO dispatch and
 flap between the two modes. The paper's rule is used instead ("if the queue has not been
 empty for the last N ms, the time spent in the queue is limited to M ms"): an empty queue is
-a queueing delay of zero, below any target. Emptied by shedding does not count: then the
-timeout kept up, not the workers.
+a queueing delay of zero, below any target.
 
 Times are read from the injected `LoopClock`, so tests drive the state machine by hand.
 """
@@ -128,7 +130,7 @@ class CoDelPattern(WorkerPoolPattern):
     def _pop_queued(self) -> Job | None:
         now = self._clock.now()
         congested = self.codel.update(now)
-        shed = self._shed_expired(now)
+        self._shed_expired(now)
         if not self._queue:
             # Nothing waits for this free worker. (A worker is idle only after finding the
             # queue empty here, so a request that finds one idle needs no check of its own.)
@@ -137,19 +139,20 @@ class CoDelPattern(WorkerPoolPattern):
         if congested:
             self.served_lifo += 1
         job = self._queue.pop(newest=congested)
-        if not self._queue and not shed:
-            self.codel.emptied()  # the workers emptied it, without the timeout's help
+        if not self._queue and not congested:
+            # Emptied by the workers (a healthy queue sheds nothing). While congested, a queue
+            # that empties says the short timeout kept up, not the workers: that ends only
+            # when a worker finds nothing to do.
+            self.codel.emptied()
         return job
 
-    def _shed_expired(self, now: float) -> int:
-        """Shed every request that waited longer than the current timeout; how many."""
+    def _shed_expired(self, now: float) -> None:
+        """Shed every request that waited longer than the current timeout."""
         if not self._queue:
-            return 0
+            return
         oldest_allowed = now - self.codel.timeout
-        expired = self._queue.remove_oldest_while(lambda job: _queued_at(job) < oldest_allowed)
-        for job in expired:
+        for job in self._queue.remove_oldest_while(lambda job: _queued_at(job) < oldest_allowed):
             self._shed(job, now)
-        return len(expired)
 
     def _shed(self, job: Job, now: float) -> None:
         """Answer a request taken out of the queue for waiting too long, and let go of it."""
