@@ -12,3 +12,5 @@ from hypothesis import settings
 
 EXAMPLES = 2000 if os.environ.get("CAREBENCH_RELIABILITY_LONG", "") == "1" else 200
 BOUNDED = settings(max_examples=EXAMPLES, deadline=None, database=None)
+#: For properties whose examples build several full histograms (~20 ms each): half as many.
+HEAVY = settings(BOUNDED, max_examples=EXAMPLES // 2)

@@ -29,7 +29,7 @@ from carebench.metrics.latency import (
     SIGNIFICANT_FIGURES,
     LatencyRecorder,
 )
-from tests.property.bounds import BOUNDED
+from tests.property.bounds import BOUNDED, HEAVY
 
 #: Values at HdrHistogram's bucket edges (sub-buckets of 2048 at 3 significant figures).
 EDGES = sorted(
@@ -47,7 +47,7 @@ seconds = st.one_of(
     st.floats(50.0, 1e6),
     micros.map(lambda us: (us + 0.5) / 1e6),
 )
-value_lists = st.lists(seconds, max_size=40)
+value_lists = st.lists(seconds, max_size=30)
 #: Values close together (one base, a few microseconds apart): where float arithmetic on
 #: sums of squares cancels.
 clustered = st.tuples(
@@ -131,8 +131,8 @@ def test_mean_and_stddev_are_those_of_the_values(values: list[int]) -> None:
     assert abs(summary["stddev"] - math.sqrt(variance) / 1000) <= 0.0005 + 1e-12
 
 
-@BOUNDED
-@given(st.lists(value_lists, max_size=5), st.randoms(use_true_random=False))
+@HEAVY
+@given(st.lists(value_lists, max_size=4), st.randoms(use_true_random=False))
 def test_merging_equals_recording_everything_in_one(
     groups: list[list[float]], shuffler: random.Random
 ) -> None:
@@ -156,7 +156,7 @@ def test_merging_equals_recording_everything_in_one(
         assert (merged.count, merged.encode(), merged.total_seconds()) == (count, encoding, total)
 
 
-@BOUNDED
+@HEAVY
 @given(value_lists, value_lists)
 def test_reading_between_records_never_goes_stale(first: list[float], then: list[float]) -> None:
     """A recorder read, fed more values and read again agrees with one fed them all at once."""
@@ -168,7 +168,7 @@ def test_reading_between_records_never_goes_stale(first: list[float], then: list
     assert_same(recorder, recorded(first + then))
 
 
-@BOUNDED
+@HEAVY
 @given(value_lists, st.integers(1, 3))
 @example([0.001], 4097)
 @example([0.5, 2e-6, 70.0], 1366)

@@ -124,6 +124,6 @@ class ClassQueueMachine(RuleBasedStateMachine):
 
 
 ClassQueueMachine.TestCase.settings = settings(
-    max_examples=EXAMPLES, stateful_step_count=60, deadline=None, database=None
+    max_examples=EXAMPLES, stateful_step_count=50, deadline=None, database=None
 )
 test_class_queue_follows_its_policy = ClassQueueMachine.TestCase
