@@ -234,3 +234,34 @@ async def test_priority_class_sets_the_deadline(make_app: AppFactory) -> None:
     )
     body = assert_error_shape(response, 504)
     assert "critical" in str(body["error"]) and "0.05s" in str(body["error"])
+
+
+class DepartingConnection:
+    """uvicorn's per-request object as the app sees it: `disconnected`, and receive()."""
+
+    def __init__(self) -> None:
+        self.disconnected = False
+
+    async def receive(self) -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, object]) -> None:
+        # The server drops the write: the client left before its answer.
+        self.disconnected = True
+
+
+async def test_an_answer_nobody_received_counts_as_cancelled(make_app: AppFactory) -> None:
+    """A 200 the server could not deliver (the client left meanwhile) is a cancelled request
+    (499), not a success."""
+    app, _ = await make_app()
+    connection = DepartingConnection()
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/v1/patients",
+        "query_string": b"id=P1",
+        "headers": [],
+    }
+    await app(scope, connection.receive, connection.send)
+    assert app.metrics.count("cancelled") == 1 and app.metrics.count("success") == 0
+    assert app.metrics.status_codes == {499: 1}

@@ -203,6 +203,9 @@ class CareBenchApp:
             return "error", 500
         body = self.pattern.encoder.encode_patient(patient, request_id)
         await send_body(send, 200, body, request_id)
+        if query.is_client_gone():
+            # Gone before the answer could be written (the server dropped it): not a success.
+            return "cancelled", CLIENT_CLOSED
         return "success", 200
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
