@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
 
 from carebench.patterns.base import PatternConfig, create_pattern
 from carebench.server.app import CareBenchApp
+from tests.contract import ConformanceHook, document_for
 from tests.fakes import GatedBackend
 
 
@@ -18,8 +20,12 @@ def app(enable_profiling: bool) -> CareBenchApp:
 
 
 def client(asgi: CareBenchApp, host: str = "127.0.0.1") -> httpx.AsyncClient:
+    """A client whose every response must conform to the app's OpenAPI document."""
     transport = httpx.ASGITransport(app=asgi, client=(host, 5000))
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    conforms = ConformanceHook(document_for(asgi._routes))
+    return httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", event_hooks={"response": [conforms]}
+    )
 
 
 async def test_profiling_is_off_by_default() -> None:
@@ -64,3 +70,16 @@ async def test_bad_arguments_are_400() -> None:
             "seconds=1&format=pprof",
         ):
             assert (await http.get(f"/debug/profile?{query}")).status_code == 400, query
+
+
+async def test_one_profile_at_a_time() -> None:
+    """A profile requested while one is being taken gets 409."""
+    async with client(app(True)) as http:
+        first = asyncio.create_task(http.get("/debug/profile?seconds=0.2"))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            second = await http.get("/debug/profile?seconds=0.01")
+            if second.status_code == 409:
+                break
+        assert (await first).status_code == 200
+    assert second.status_code == 409
