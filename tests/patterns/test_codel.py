@@ -22,6 +22,7 @@ from carebench.loop_clock import ManualLoopClock
 from carebench.models import Patient, Query
 from carebench.patterns.base import PatternConfig, create_pattern
 from carebench.patterns.codel import CoDelPattern, CoDelState
+from carebench.patterns.stats import PatternStats
 from carebench.server.process import ServerProcess
 from tests.fakes import GatedBackend
 
@@ -139,19 +140,32 @@ def test_bad_settings_are_refused(target: float, interval: float, message: str) 
 
 
 def test_state_machine_edges() -> None:
-    """Congested only once the queue has stood longer than the interval; emptying resets it."""
+    """Congested once the queue has stood longer than an interval; healthy again only after an
+    interval with nothing shed, however soon the queue empties."""
     state = CoDelState(target=0.005, interval=0.1)
     assert not state.update(50.0) and state.timeout == 0.1
     state.queued(0.0)
     state.queued(0.05)  # already standing: the later arrival does not restart the clock
     assert not state.update(0.1) and state.timeout == 0.1
-    assert state.update(0.1 + 1e-9) and state.timeout == 0.005
-    assert state.update(5.0) and state.episodes == 1
+    assert state.update(0.1 + 1e-9) and state.timeout == 0.005 and state.episodes == 1
     state.emptied()
-    assert not state.congested and state.timeout == 0.1
-    assert not state.update(5.0)
-    state.queued(5.0)
-    assert state.update(5.2) and state.episodes == 2
+    assert state.update(0.2)  # empty, but not an interval since congestion began
+    state.shed(0.15)
+    assert state.update(0.25)  # 100 ms since the last shed, not more
+    assert not state.update(0.25 + 1e-9) and state.timeout == 0.1
+    assert not state.update(10.0)  # still empty: nothing stands
+    state.queued(10.0)
+    assert state.update(10.2) and state.episodes == 2
+
+
+def test_leaving_congestion_restarts_the_standing_clock() -> None:
+    """Requests still queued when congestion ends count as standing from then, not before."""
+    state = CoDelState(target=0.005, interval=0.1)
+    state.queued(0.0)
+    assert state.update(0.2) and state.episodes == 1
+    assert not state.update(0.31)  # an interval with nothing shed, queue never emptied
+    assert not state.update(0.41)
+    assert state.update(0.42) and state.episodes == 2
 
 
 async def test_healthy_queue_is_fifo_with_the_long_timeout(rig: Rig) -> None:
@@ -234,15 +248,18 @@ async def test_emptied_by_shedding_stays_congested(rig: Rig) -> None:
     assert rig.backend.calls == ["P-busy", "P-second", "P-first"]
 
 
-async def test_draining_switches_back_to_fifo_and_the_long_timeout(rig: Rig) -> None:
-    """Once the workers empty the queue it is healthy: 100 ms timeout, oldest first again."""
+async def test_calm_interval_switches_back_to_fifo_and_the_long_timeout(rig: Rig) -> None:
+    """An interval after the last shed the queue is healthy: 100 ms timeout, oldest first."""
     busy = await rig.occupy_worker()
     await rig.queue("P-old")
     rig.clock.advance(0.101)
-    congested = await rig.queue("C0", "C1")
-    assert rig.pattern.stats()["congested"] is True
+    congested = await rig.queue("C0", "C1")  # sheds P-old at 101 ms
     rig.backend.release()
     await asyncio.gather(busy, *congested)
+    assert rig.pattern.stats()["congested"] is True  # drained, but not calm for long enough
+    rig.clock.advance(0.099)
+    assert rig.pattern.stats()["congested"] is True
+    rig.clock.advance(0.002)
     stats = rig.pattern.stats()
     assert stats["congested"] is False and stats["queue_timeout_ms"] == 100.0
 
@@ -272,8 +289,8 @@ async def test_healthy_queue_taken_to_empty_starts_standing_afresh(rig: Rig) -> 
     assert rig.pattern.stats()["shed_queue_timeout"] == 0
 
 
-async def test_congested_queue_taken_to_empty_stays_congested(rig: Rig) -> None:
-    """Congestion ends when a worker finds nothing waiting, not when the last request is taken."""
+async def test_congested_queue_emptied_stays_congested_until_calm(rig: Rig) -> None:
+    """Emptying a congested queue does not end congestion; an interval with no shed does."""
     busy = await rig.occupy_worker()
     await rig.queue("P-anchor")
     rig.clock.advance(0.101)
@@ -291,9 +308,15 @@ async def test_congested_queue_taken_to_empty_stays_congested(rig: Rig) -> None:
         with pytest.raises(Rejected):
             await task
     await rig.backend.finish("L2")  # the worker finds nothing waiting
+    assert rig.pattern.stats()["congested"] is True
+    rig.clock.advance(0.099)  # 99 ms since L0 and L1 were shed
+    (calm,) = await rig.queue("P-calm")  # to an idle worker: nothing queues, nothing is shed
+    assert rig.pattern.stats()["congested"] is True
+    rig.clock.advance(0.002)
     stats = rig.pattern.stats()
     assert stats["congested"] is False and stats["queue_timeout_ms"] == 100.0
-    await asyncio.gather(busy, last, newest)
+    rig.backend.release()
+    await asyncio.gather(busy, last, newest, calm)
 
 
 async def test_emptied_with_the_timeouts_help_stays_congested(rig: Rig) -> None:
@@ -393,10 +416,20 @@ async def test_every_request_is_answered_exactly_once() -> None:
     assert stats["in_flight"] == 0 and stats["queued"] == 0
 
 
+async def wait_until_healthy(client: httpx.AsyncClient) -> PatternStats:
+    """Poll /metrics until the queue is healthy again (an interval after the last shed)."""
+    for _ in range(200):
+        state: PatternStats = (await client.get("/metrics")).json()["pattern_state"]
+        if not state["congested"]:
+            return state
+        await asyncio.sleep(0.01)
+    raise AssertionError("the queue stayed congested for 2 s with no load")
+
+
 @pytest.mark.slow
 async def test_real_server_sheds_a_standing_queue_and_exports_it() -> None:
     """`serve --pattern codel` with defaults: a queue stuck behind a slow query is shed (503 +
-    Retry-After), and /metrics (JSON and Prometheus) counts it."""
+    Retry-After), /metrics (JSON and Prometheus) counts it, and the queue turns healthy again."""
     slow = ["--db-profile", "ideal", "--min-latency", "300", "--max-latency", "300"]
     args = ["--pattern", "codel", "--workers", "1", "--error-rate", "0", "--quiet", *slow]
     with ServerProcess(args) as server:
@@ -406,6 +439,8 @@ async def test_real_server_sheds_a_standing_queue_and_exports_it() -> None:
             )
             metrics = (await client.get("/metrics")).json()
             prometheus = (await client.get("/metrics?format=prometheus")).text
+            calm = await wait_until_healthy(client)
+    assert calm["congested"] is False and calm["queue_timeout_ms"] == 100.0
     refused = [r for r in responses if r.status_code == 503]
     assert sorted({r.status_code for r in responses}) == [200, 503]
     assert len(refused) >= 5, [r.status_code for r in responses]
@@ -415,7 +450,7 @@ async def test_real_server_sheds_a_standing_queue_and_exports_it() -> None:
     assert state["name"] == "codel"
     assert state["shed_queue_timeout"] == metrics["rejected_requests"] == len(refused)
     assert state["congested_episodes"] >= 1
-    assert state["congested"] is False and state["queue_timeout_ms"] == 100.0  # drained by now
+    assert state["queue_timeout_ms"] == (5.0 if state["congested"] else 100.0)
     samples = {
         sample.name: sample.value
         for family in text_string_to_metric_families(prometheus)
@@ -423,6 +458,6 @@ async def test_real_server_sheds_a_standing_queue_and_exports_it() -> None:
         if sample.labels.get("pattern") == "codel"
     }
     assert samples["carebench_shed_queue_timeout_total"] == len(refused)
-    assert samples["carebench_queue_congested"] == 0
-    assert samples["carebench_queue_timeout_seconds"] == pytest.approx(0.1)
+    congested = samples["carebench_queue_congested"]
+    assert samples["carebench_queue_timeout_seconds"] == pytest.approx(0.005 if congested else 0.1)
     assert samples["carebench_congested_episodes_total"] >= 1
