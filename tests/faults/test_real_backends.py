@@ -59,11 +59,10 @@ async def test_every_backend_gets_the_schedule(faulty: FaultyBackend) -> None:
 
     move_to(faulty, 3500.0)  # after the last window
     assert faulty.active() is None
-    plain = await timed(faulty)
+    assert await timed(faulty) >= LATENCY * 0.95
     move_to(faulty, 1010.0)
-    slowed = await timed(faulty)
-    assert slowed >= 3 * LATENCY * 0.95
-    assert slowed >= 2.0 * plain
+    # The query's own 20 ms or more, then twice its duration again.
+    assert await timed(faulty) >= 3 * LATENCY * 0.95
 
     move_to(faulty, 2010.0)
     with pytest.raises(BackendError, match="injected database error"):

@@ -110,7 +110,9 @@ class Run:
                 if status == 503:
                     await asyncio.sleep(pause_after_refusal)
 
-        await asyncio.gather(*(client() for _ in range(CLIENTS)))
+        # Each client stops sending at `until`, and each request ends within its timeout.
+        async with asyncio.timeout(until - self.now() + CLIENT_TIMEOUT + 1.0):
+            await asyncio.gather(*(client() for _ in range(CLIENTS)))
         return sent
 
 
