@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run serve test lint format docs clean profile overhead benchmarks-md bench bench-baseline bench-compare
+.PHONY: install run serve test lint format docs clean profile overhead benchmarks-md bench bench-baseline bench-compare reliability
 
 install: $(STAMP)
 
@@ -73,6 +73,23 @@ overhead: $(STAMP)
 benchmarks-md: $(STAMP)
 	benchmarks/collect.sh
 	$(BIN)/carebench report results/benchmarks --markdown BENCHMARKS.md
+
+# The reliability suite and the property tests, long variants (a 10-minute soak among them:
+# ~15 min in all), then RELIABILITY.md from the figures each test recorded and pytest's
+# report of the run. The document is written even when a test fails: it shows what failed.
+RELIABILITY_OUT := results/reliability
+RELIABILITY_RUN := CAREBENCH_RELIABILITY_LONG=1 \
+	CAREBENCH_RELIABILITY_FIGURES=$(RELIABILITY_OUT)/figures.jsonl \
+	$(BIN)/pytest tests/reliability tests/property -p no:cacheprovider --no-cov --timeout 900 \
+	--junitxml=$(RELIABILITY_OUT)/junit.xml
+
+reliability: $(STAMP)
+	rm -rf $(RELIABILITY_OUT)
+	mkdir -p $(RELIABILITY_OUT)
+	status=0; $(RELIABILITY_RUN) || status=$$?; \
+	$(BIN)/python -m carebench.report.reliability --figures $(RELIABILITY_OUT)/figures.jsonl \
+		--junit $(RELIABILITY_OUT)/junit.xml --command 'make reliability' \
+		--command '$(RELIABILITY_RUN)' --output RELIABILITY.md && exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -183,12 +183,10 @@ def reconcile(run: Shutdown, figures: Figures) -> dict[str, int]:
         signals=2 if run.forced_exit_seconds is not None else 1,
         requests_sent=run.load.written(),
         in_flight_at_signal=run.in_flight_at_signal,
-        accepted_at_signal=run.accepted_at_signal,
         answered=answered,
         answered_after_signal=run.load.answered_after_signal(),
         answered_503=statuses[503],
         final_stats_printed=bool(counted),
-        counted_by_server=counted.get("total", -1),
         lost_accepted_requests=lost,
         partial_responses=outcomes["partial"],
         hung_requests=outcomes["timeout"],
@@ -203,6 +201,10 @@ def reconcile(run: Shutdown, figures: Figures) -> dict[str, int]:
         exit_code=run.exit_code,
         exit_s=round(run.exit_seconds, 3),
     )
+    if run.accepted_at_signal >= 0:
+        figures.add(accepted_at_signal=run.accepted_at_signal)
+    if counted:
+        figures.add(counted_by_server=counted["total"])
     return {
         "answered": answered,
         "lost": lost,
