@@ -137,19 +137,20 @@ def test_merging_equals_recording_everything_in_one(
     groups: list[list[float]], shuffler: random.Random
 ) -> None:
     """Merged recorders hold what one recorder fed every value holds, whatever the order
-    and grouping of the merges, and whether or not a recorder was read before."""
+    and grouping of the merges, and whether or not the recorder merged into was read before."""
     expected = contents(recorded([duration for group in groups for duration in group]))
     parts = [recorded(group) for group in groups]
-    for part in parts:
-        part.encode()  # read before the merge: the histogram must not go stale
     assert contents(LatencyRecorder.merged(parts)) == expected
     # Other orders and groupings: the slots and sums (the summary is made of them).
     count, encoding, _, total = expected
     shuffled = list(parts)
     shuffler.shuffle(shuffled)
+    # Right to left, each merged into a copy of the next one that was read first (a scraped
+    # recorder must not keep its stale histogram after a merge).
     nested = LatencyRecorder()
     for part in reversed(parts):
         single = LatencyRecorder.merged([part])
+        single.encode()
         single.merge(nested)
         nested = single
     for merged in (LatencyRecorder.merged(shuffled), nested):
