@@ -3,13 +3,16 @@ a plain-list model of its documented policy by a hypothesis state machine that p
 and drains in any order.
 
 What the model protects:
-* dispatch serves the most urgent non-empty class, oldest first within a class, except that
-  every `fairness_period`-th dispatch serves the oldest request of any class (no starvation);
+* dispatch serves the most urgent non-empty class, except that every `fairness_period`-th
+  dispatch serves the class whose oldest request waited longest (no starvation); within the
+  class the oldest request, or the newest with `newest` (codel's LIFO while congested);
+* `remove_oldest_while` removes, class by class, the oldest requests for as long as the test
+  holds, and nothing behind the first request it rejects;
 * the queue never holds more than its capacity;
 * a full queue sheds, for an arrival, the newest request of the least urgent class strictly
   less urgent than the arrival, and refuses the arrival when there is none (a batch request
   never evicts anyone; equal classes never evict each other);
-* every pushed item ends exactly once as served, shed, refused, drained or still queued:
+* every pushed item ends exactly once as served, shed, refused, removed, drained or queued:
   none is lost or duplicated; depths per class, len(), bool() and the shed counter agree.
 """
 
@@ -35,6 +38,16 @@ class Entry:
     item: int
 
 
+#: Which items `remove_oldest_while` finds expired (items are numbered in push order): all
+#: older than some item (a deadline), a few, or all but a few (gaps behind expired heads).
+ITEM_NUMBERS = st.integers(0, 60)
+expiry_tests = st.one_of(
+    ITEM_NUMBERS.map(lambda oldest_kept: set(range(oldest_kept))),
+    st.sets(ITEM_NUMBERS),
+    st.sets(ITEM_NUMBERS, max_size=5).map(lambda kept: set(range(61)) - kept),
+)
+
+
 class ClassQueueMachine(RuleBasedStateMachine):
     """Drives a ClassQueue and a list of entries side by side."""
 
@@ -52,6 +65,7 @@ class ClassQueueMachine(RuleBasedStateMachine):
         self.shed: list[int] = []
         self.refused: list[int] = []
         self.drained: list[int] = []
+        self.removed: list[int] = []
 
     @initialize(capacity=st.integers(0, 8), period=st.integers(1, 6))
     def build(self, capacity: int, period: int) -> None:
@@ -82,16 +96,31 @@ class ClassQueueMachine(RuleBasedStateMachine):
         self.model.append(Entry(next(self.arrivals), rank, item))
 
     @precondition(lambda self: self.model)
-    @rule()
-    def pop(self) -> None:
+    @rule(newest=st.booleans())
+    def pop(self, newest: bool) -> None:
         self.dispatches += 1
         if self.dispatches % self.period == 0:
-            expected = min(self.model, key=lambda entry: entry.arrival)
+            # A fairness turn: the class whose oldest item waited longest.
+            rank = min(self.model, key=lambda entry: entry.arrival).rank
         else:
-            expected = min(self.model, key=lambda entry: (entry.rank, entry.arrival))
-        assert self.queue.pop() == expected.item
+            rank = min(entry.rank for entry in self.model)
+        lane = [entry for entry in self.model if entry.rank == rank]
+        expected = lane[-1] if newest else lane[0]
+        assert self.queue.pop(newest=newest) == expected.item
         self.model.remove(expected)
         self.served.append(expected.item)
+
+    @rule(expired=expiry_tests)
+    def remove_oldest_while(self, expired: set[int]) -> None:
+        expected: list[int] = []
+        for rank in range(len(PRIORITIES)):
+            for entry in [entry for entry in self.model if entry.rank == rank]:
+                if entry.item not in expired:
+                    break
+                expected.append(entry.item)
+                self.model.remove(entry)
+        assert self.queue.remove_oldest_while(expired.__contains__) == expected
+        self.removed.extend(expected)
 
     @precondition(lambda self: not self.model)
     @rule()
@@ -119,7 +148,7 @@ class ClassQueueMachine(RuleBasedStateMachine):
     @invariant()
     def nothing_lost_or_duplicated(self) -> None:
         queued = [entry.item for entry in self.model]
-        ends = self.served + self.shed + self.refused + self.drained + queued
+        ends = self.served + self.shed + self.refused + self.drained + self.removed + queued
         assert sorted(ends) == self.pushed
 
 
