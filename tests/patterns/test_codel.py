@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -73,20 +74,18 @@ class Rig:
     clock: ManualLoopClock
     backend: StepBackend
 
-    def submit(self, patient_id: str, priority: str = "standard") -> asyncio.Task[Patient]:
+    def submit(self, patient_id: str, priority: str = "standard") -> asyncio.Task[Any]:
         deadline = asyncio.get_running_loop().time() + 5.0
         query = Query(patient_id, deadline, f"req-{patient_id}", priority=priority)
         return asyncio.create_task(self.pattern.submit(query))
 
-    async def occupy_worker(self) -> asyncio.Task[Patient]:
+    async def occupy_worker(self) -> asyncio.Task[Any]:
         """A request holding the only worker until the test finishes or releases it."""
         busy = self.submit("P-busy")
         await self.backend.wait_active(1)
         return busy
 
-    async def queue(
-        self, *patient_ids: str, priority: str = "standard"
-    ) -> list[asyncio.Task[Patient]]:
+    async def queue(self, *patient_ids: str, priority: str = "standard") -> list[asyncio.Task[Any]]:
         """Submit requests now and let them reach the queue."""
         tasks = [self.submit(patient_id, priority) for patient_id in patient_ids]
         await settle()
