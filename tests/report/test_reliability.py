@@ -42,6 +42,18 @@ FIGURES = [
         "figures": {"lost_accepted_requests": 12, "final_stats_printed": False, "signals": 2},
     },
     {
+        "part": "hostile-http",
+        "test": "tests/reliability/test_hostile_http.py::test_attack[slowloris]",
+        "outcome": "passed",
+        "figures": {"kind": "slowloris", "attempts": 2},
+    },
+    {
+        "part": "hostile-http",
+        "test": "tests/reliability/test_hostile_http.py::test_attack[half-close]",
+        "outcome": "passed",
+        "figures": {"kind": "half-close", "attempts": 3},
+    },
+    {
         "part": "overload",
         "test": "tests/reliability/test_overload.py::test_goodput[workerpool]",
         "outcome": "passed",
@@ -121,11 +133,20 @@ def test_summary_counts_outcomes_and_what_was_tried_per_part(document: str) -> N
 def test_runs_of_a_test_share_a_table_with_what_varies(document: str) -> None:
     """Parametrised runs are rows; figures alike in every run and measured zeros are stated
     below the table instead of repeated in it."""
-    assert "| run | outcome | server | requests_sent | exit_s |" in document
+    assert (
+        "| run | outcome | server | requests_sent | exit_s |\n| --- | --- | --- | ---: | ---: |"
+        in (document)
+    )
     assert "| uvicorn-naive | passed | uvicorn | 24 | 0.61 |" in document
     assert "| granian-naive | passed | granian | 30 | 1.2 |" in document
     assert "In every run: signals = 1." in document
     assert "Measured zeros (all 2 runs): lost_accepted_requests = 0, tracebacks = 0." in document
+
+
+def test_a_figure_that_only_repeats_the_run_id_is_left_out(document: str) -> None:
+    """`kind` of `test_attack[slowloris]` is the run's id already: no column for it."""
+    assert "| run | outcome | attempts |" in document
+    assert "| slowloris | passed | 2 |" in document
 
 
 def test_a_single_run_is_a_figure_value_table_and_its_failure_is_shown(document: str) -> None:
@@ -172,7 +193,7 @@ def test_command_line_writes_the_document(
 def test_output_file_is_written_whole(tmp_path: Path) -> None:
     """--output writes the document to a file (whole or not at all), printing nothing."""
     figures = tmp_path / "figures.jsonl"
-    figures.write_text(json.dumps(FIGURES[3]) + "\n", encoding="utf-8")
+    figures.write_text(json.dumps(FIGURES[-1]) + "\n", encoding="utf-8")
     out = tmp_path / "RELIABILITY.md"
     assert main(["--figures", str(figures), "--output", str(out)]) == 0
     text = out.read_text(encoding="utf-8")

@@ -293,21 +293,24 @@ def _figures_table(function: str, items: list[Measured]) -> list[str]:
     names = list(dict.fromkeys(name for item in items for name in item.figures))
     zeros = _measured_zeros(items, names)
     lines = [f"### `{function}`", ""]
-    if len(items) == 1 and "[" not in items[0].test:
+    if len(items) == 1:
         lines += ["| figure | value |", "| --- | ---: |"]
         lines += [f"| {name} | {_cell(items[0].figures.get(name))} |" for name in names]
         lines.append("")
     else:
         alike = [name for name in _alike(items, names) if name not in zeros]
-        varying = [name for name in names if name not in zeros and name not in alike]
+        varying = [
+            name
+            for name in names
+            if name not in zeros and name not in alike and not _names_the_run(items, name)
+        ]
         lines += [
             "| run | outcome | " + " | ".join(varying) + " |",
-            "| --- | --- | " + " | ".join("---:" for _ in varying) + " |",
+            "| --- | --- | " + " | ".join(_align(items, name) for name in varying) + " |",
         ]
         for item in items:
-            run = item.test.split("[", 1)[1].rstrip("]") if "[" in item.test else "-"
             cells = " | ".join(_cell(item.figures.get(name)) for name in varying)
-            lines.append(f"| {run} | {item.outcome} | {cells} |")
+            lines.append(f"| {_run_id(item)} | {item.outcome} | {cells} |")
         lines.append("")
         if alike:
             same = ", ".join(f"{name} = {_cell(items[0].figures[name])}" for name in alike)
@@ -317,6 +320,23 @@ def _figures_table(function: str, items: list[Measured]) -> list[str]:
         listed = ", ".join(f"{name} = 0" for name in zeros)
         lines += [f"Measured zeros ({runs}): {listed}.", ""]
     return lines
+
+
+def _run_id(item: Measured) -> str:
+    """The parametrisation of a test id (`test_x[uvicorn-naive]` -> `uvicorn-naive`)."""
+    return item.test.split("[", 1)[1].removesuffix("]") if "[" in item.test else "-"
+
+
+def _names_the_run(items: list[Measured], name: str) -> bool:
+    """A figure that only repeats each run's id (`pattern` for `test_x[naive]`)."""
+    return all(str(item.figures.get(name)) == _run_id(item) for item in items)
+
+
+def _align(items: list[Measured], name: str) -> str:
+    """Numbers right-aligned, words left."""
+    values = [item.figures.get(name) for item in items]
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    return "---:" if numeric else "---"
 
 
 def _alike(items: list[Measured], names: list[str]) -> list[str]:
