@@ -16,6 +16,7 @@ from carebench.resilience.config import ResilienceConfig
 from carebench.server.config import ServerConfig
 from carebench.server.setup import ServerSetup
 from carebench.settings import (
+    FLOAT,
     INT,
     LEVELS,
     MILLISECONDS,
@@ -123,3 +124,11 @@ def test_level_lists_must_be_positive_and_increasing(text: str) -> None:
     """Bad level lists are refused with an argparse error (exit 2 at the CLI)."""
     with pytest.raises(argparse.ArgumentTypeError):
         level_list(text)
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "NaN"])
+def test_a_float_setting_refuses_nan_and_infinity(text: str) -> None:
+    """float() reads them, but a rate limit of nan admitted every request."""
+    with pytest.raises(argparse.ArgumentTypeError, match="finite number"):
+        FLOAT.parse(text)
+    assert FLOAT.parse("2.5") == 2.5

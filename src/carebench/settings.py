@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -74,7 +75,18 @@ def _join(values: Sequence[float]) -> str:
 
 TEXT = Kind("text", str)
 INT = Kind("int", int, metavar="N")
-FLOAT = Kind("float", float, show=lambda value: f"{value:g}", metavar="X")
+
+
+def finite(text: str) -> float:
+    """A finite number: `nan` and `inf` parse as floats but mean nothing as a setting (a
+    rate limit of nan admitted everything)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+FLOAT = Kind("float", finite, show=lambda value: f"{value:g}", metavar="X")
 
 
 def _seconds_text(value: float) -> str:
