@@ -10,11 +10,13 @@ import math
 import os
 import random
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Protocol
 
 from carebench import __version__
@@ -409,4 +411,32 @@ def _run_async(coroutine: Awaitable[LoadTestResult]) -> LoadTestResult:
     async def main() -> LoadTestResult:
         return await coroutine
 
-    return uvloop.run(main())
+    with _interrupts_after_the_loop():
+        return uvloop.run(main())
+
+
+@contextlib.contextmanager
+def _interrupts_after_the_loop() -> Iterator[None]:
+    """Ctrl-C or SIGTERM outside the run's own handlers (as the loop starts or winds down)
+    interrupts once the loop has closed: a KeyboardInterrupt in the middle of its teardown
+    left uvloop's executor-shutdown thread printing a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    received: list[int] = []
+
+    def defer(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    for sig in signals:
+        signal.signal(sig, defer)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+    if received:
+        raise KeyboardInterrupt
