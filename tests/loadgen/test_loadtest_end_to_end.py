@@ -9,10 +9,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from importlib import resources
 from typing import Any
 
 import jsonschema
+import psutil
 import pytest
 
 from carebench.backends.simulator import SimulatorConfig
@@ -198,6 +200,24 @@ def servers_with(marker: str) -> list[int]:
     return pids
 
 
+def served_requests(marker: str) -> int:
+    """Requests the load test's server has answered so far (0 while it is not listening)."""
+    for pid in servers_with(marker):
+        try:
+            listening = [
+                c.laddr.port
+                for c in psutil.Process(pid).net_connections("tcp")
+                if c.status == psutil.CONN_LISTEN
+            ]
+            for port in listening:
+                url = f"http://127.0.0.1:{port}/metrics"
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return int(json.loads(response.read())["total_requests"])
+        except (psutil.Error, OSError, ValueError, KeyError):
+            continue
+    return 0
+
+
 def test_ctrl_c_stops_cleanly_and_reports_what_it_measured() -> None:
     """SIGINT mid-run: exit 130, the partial result is printed, no server is left running."""
     marker = "987654321"
@@ -227,7 +247,10 @@ def test_ctrl_c_stops_cleanly_and_reports_what_it_measured() -> None:
         while not servers_with(marker) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert servers_with(marker), "the load test never started a server"
-        time.sleep(1.0)  # let the measured phase begin after the server's readiness check
+        # Signal once the server has answered load (not at a fixed delay: on a busy machine
+        # the server's start-up alone can take over a second).
+        while served_requests(marker) < 100 and time.monotonic() < deadline:
+            time.sleep(0.05)
         run.send_signal(signal.SIGINT)
         stdout, stderr = run.communicate(timeout=60)
     assert run.returncode == 130, stderr
