@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from carebench.backends.records import synthetic_patient
 from carebench.backends.simulator import SimulatedBackend, SimulatorConfig
+from carebench.server.http import Message
 from tests.fakes import GatedBackend
 from tests.server.conftest import AppFactory
 
@@ -242,10 +243,10 @@ class DepartingConnection:
     def __init__(self) -> None:
         self.disconnected = False
 
-    async def receive(self) -> dict[str, object]:
+    async def receive(self) -> Message:
         return {"type": "http.disconnect"}
 
-    async def send(self, message: dict[str, object]) -> None:
+    async def send(self, message: Message) -> None:
         # The server drops the write: the client left before its answer.
         self.disconnected = True
 
