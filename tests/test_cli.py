@@ -66,6 +66,8 @@ def run_cli(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> tuple[in
         (["serve", "--min-latency", "fast"], "--min-latency"),
         (["serve", "--workers", "many"], "--workers"),
         (["serve", "--drain-timeout", "-1"], "--drain-timeout"),
+        (["serve", "--read-timeout", "0"], "--read-timeout"),
+        (["serve", "--max-header-size", "4096"], "--max-header-size"),
         (["serve", "--server", "nginx"], "--server"),
         (["serve", "--log-level", "loud"], "--log-level"),
     ],

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
 
 from carebench.server.http import Receive, Scope, Send
-from carebench.server.uvicorn_protocol import HeadHoldingTransport, OneWriteHttpToolsProtocol
+from carebench.server.uvicorn_protocol import (
+    ConnectionLimits,
+    HeadHoldingTransport,
+    OneWriteHttpToolsProtocol,
+)
 
 
 class RecordingTransport:
@@ -27,14 +34,14 @@ class RecordingTransport:
         return self.closed
 
 
-def holding() -> tuple[HeadHoldingTransport, RecordingTransport]:
-    real = RecordingTransport()
-    return HeadHoldingTransport(real), real  # type: ignore[arg-type]
+def holding() -> tuple[HeadHoldingTransport, RecordingTransport, list[str]]:
+    real, gone = RecordingTransport(), []
+    return HeadHoldingTransport(real, lambda: gone.append("gone")), real, gone  # type: ignore[arg-type]
 
 
 def test_head_and_first_body_chunk_go_out_in_one_write() -> None:
     """The head is held until the body and both leave in a single write; later ones pass."""
-    transport, real = holding()
+    transport, real, _ = holding()
     transport.write(b"HEAD")
     assert real.writes == []
     transport.write(b"body")
@@ -44,7 +51,7 @@ def test_head_and_first_body_chunk_go_out_in_one_write() -> None:
 
 def test_close_sends_a_held_head_first() -> None:
     """A response abandoned after its start still sends its head before the connection closes."""
-    transport, real = holding()
+    transport, real, _ = holding()
     transport.write(b"HEAD")
     transport.close()
     assert real.writes == [b"HEAD"]
@@ -71,17 +78,26 @@ async def exchange(port: int, raw: bytes, until: bytes) -> bytes:
         writer.close()
 
 
-async def test_get_head_pipelined_and_100_continue_over_a_real_socket() -> None:
-    """GET, HEAD (no body write), pipelined requests and Expect: 100-continue all complete."""
-    config: Any = uvicorn.Config(
-        body_app, http=OneWriteHttpToolsProtocol, lifespan="off", log_level="warning"
-    )
+@asynccontextmanager
+async def serving(app: Any, limits: ConnectionLimits | None = None) -> AsyncIterator[int]:
+    """An in-process uvicorn server with this protocol (and `limits`); its port."""
+    protocol = OneWriteHttpToolsProtocol.with_limits(limits or ConnectionLimits())
+    config: Any = uvicorn.Config(app, http=protocol, lifespan="off", log_level="warning")
     server = uvicorn.Server(config)
     # Listening before the server starts: connections wait in the backlog, no polling.
     sock = socket.create_server(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
+
+
+async def test_get_head_pipelined_and_100_continue_over_a_real_socket() -> None:
+    """GET, HEAD (no body write), pipelined requests and Expect: 100-continue all complete."""
+    async with serving(body_app) as port:
         pipelined = b"".join(
             f"{method} /{path} HTTP/1.1\r\nhost: x\r\n\r\n".encode()
             for method, path in [("GET", "a"), ("GET", "b"), ("HEAD", "c"), ("GET", "d")]
@@ -100,7 +116,129 @@ async def test_get_head_pipelined_and_100_continue_over_a_real_socket() -> None:
         answer = await exchange(port, continued, b"echo:hi")
         assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK")
         assert answer.endswith(b"echo:hi")
+
+
+def test_a_write_once_the_client_left_is_dropped_and_marks_the_cycle() -> None:
+    """After the transport closed (client gone), writes are dropped, not raised, and
+    reported (the protocol marks the request disconnected)."""
+    transport, real, gone = holding()
+    transport.write(b"HEAD")
+    real.closed = True
+    transport.write(b"body")
+    transport.close()
+    assert real.writes == []
+    assert gone == ["gone"]
+
+
+async def no_body_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers with its path, never reading the request body (as carebench's app)."""
+    if scope["type"] != "http":
+        return
+    body = scope["path"].encode()
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_all(port: int, raw: bytes, half_close: bool = False) -> bytes:
+    """Send `raw` on a fresh connection; everything the server sends until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    if half_close:
+        writer.write_eof()
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
     finally:
-        server.should_exit = True
-        await serving
-        sock.close()
+        writer.close()
+
+
+def statuses(answer: bytes) -> list[int]:
+    return [int(part[:3]) for part in answer.split(b"HTTP/1.1 ")[1:]]
+
+
+TIGHT = ConnectionLimits(read_timeout=0.2, max_header_size=8192, max_headers=5, max_pipelined=3)
+
+
+def get(path: str, *headers: str) -> bytes:
+    return "".join(
+        [f"GET {path} HTTP/1.1\r\nhost: x\r\n", *(h + "\r\n" for h in headers), "\r\n"]
+    ).encode()
+
+
+async def test_limits_refuse_with_4xx_and_close() -> None:
+    """A URL or a head over the size limit, too many header fields, and a head or body not
+    sent within the read timeout: 414, 431, 431, 408, and a close for an idle connection."""
+    async with serving(no_body_app, TIGHT) as port:
+        assert statuses(await read_all(port, get("/" + "u" * 9000))) == [414]
+        assert statuses(await read_all(port, get("/", "x-big: " + "h" * 9000))) == [431]
+        many = [f"x-h{i}: v" for i in range(6)]
+        assert statuses(await read_all(port, get("/", *many))) == [431]
+        assert statuses(await read_all(port, get("/")[:10])) == [408]
+        assert await read_all(port, b"") == b""
+        unsent = b"GET /a HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nx"
+        assert statuses(await read_all(port, unsent)) == [200]
+
+
+async def test_a_head_over_the_limit_split_across_reads_is_refused() -> None:
+    """The size limit holds when the head arrives in pieces, not only in one read."""
+    async with serving(no_body_app, TIGHT) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\nx-big: ")
+        for _ in range(10):
+            writer.write(b"h" * 1000)
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert statuses(answer) == [431]
+
+
+async def test_refusals_come_after_the_responses_owed_and_pipelines_are_capped() -> None:
+    """A bad request after pipelined good ones is refused after their answers, in order;
+    past max_pipelined outstanding, the last accepted answer closes the connection."""
+    async with serving(no_body_app, TIGHT) as port:
+        answer = await read_all(port, get("/a") + get("/b") + b"GARBAGE\r\n\r\n")
+        assert statuses(answer) == [200, 200, 400]
+        answer = await read_all(port, b"".join(get(f"/{i}") for i in range(10)))
+        assert statuses(answer) == [200, 200, 200]
+        assert answer.endswith(b"connection: close\r\n\r\n/2")
+
+
+async def test_pipelined_requests_sent_before_a_half_close_are_answered() -> None:
+    """Nothing more is read while pipelined requests wait, so a half-close after them is
+    seen once they are all answered (uvicorn read on after each response and dropped them)."""
+
+    async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(0.01)
+        await no_body_app(scope, receive, send)
+
+    async with serving(slow_app) as port:
+        answer = await read_all(port, get("/a") + get("/b") + get("/c"), half_close=True)
+        assert statuses(answer) == [200, 200, 200]
+
+
+async def test_a_client_that_resets_marks_the_request_in_flight_disconnected() -> None:
+    """A reset while a pipelined request is being answered marks that request (not only the
+    last one parsed) disconnected, so the app can count it cancelled and nothing is written.
+    (Reading the body resumes reading the connection, so the reset is seen meanwhile.)"""
+    seen: list[bool] = []
+
+    async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        await asyncio.sleep(0.05)
+        seen.append(receive.__self__.disconnected)  # type: ignore[attr-defined]
+        await no_body_app(scope, receive, send)
+
+    async with serving(slow_app) as port:
+        client = socket.create_connection(("127.0.0.1", port))
+        client.sendall(get("/a") + get("/b"))
+        await asyncio.sleep(0.01)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+    assert seen == [True]

@@ -11,6 +11,9 @@ from carebench.server.servers import SERVERS
 from carebench.settings import INT, SECONDS, SWITCH, setting
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+#: The smallest --max-header-size: granian (hyper) refuses a read buffer under 8 KiB, and a
+#: request line plus the usual headers can take a few KiB.
+MIN_HEADER_SIZE = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,22 @@ class ServerConfig:
         SWITCH,
         forwarded=False,
     )
+    read_timeout: float = setting(
+        10.0,
+        "--read-timeout",
+        "how long a client may take to send a request once it has begun, and its first one "
+        "after connecting (408 and close after)",
+        SECONDS,
+        forwarded=False,
+    )
+    max_header_size: int = setting(
+        16384,
+        "--max-header-size",
+        "largest request line and headers (414 or 431 and close beyond)",
+        INT,
+        forwarded=False,
+        metavar="BYTES",
+    )
     server: str = setting(
         "uvicorn",
         "--server",
@@ -72,6 +91,12 @@ class ServerConfig:
         ):
             if value <= 0:
                 raise ConfigError(f"{flag} ({value:g}) must be > 0")
+        if self.read_timeout <= 0:
+            raise ConfigError(f"--read-timeout ({self.read_timeout:g}) must be > 0")
+        if self.max_header_size < MIN_HEADER_SIZE:
+            raise ConfigError(
+                f"--max-header-size ({self.max_header_size}) must be >= {MIN_HEADER_SIZE}"
+            )
         if self.drain_timeout < 0:
             raise ConfigError(f"--drain-timeout ({self.drain_timeout:g}) must be >= 0")
         SERVERS.check(self.server)

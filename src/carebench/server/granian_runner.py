@@ -16,6 +16,7 @@ slower, but not clearly faster either (issue 10, server performance).
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from typing import Any, TextIO
 
@@ -49,6 +50,7 @@ def serve_granian(pattern: str, setup: ServerSetup, out: TextIO) -> int:
     """Serve until SIGINT/SIGTERM; the worker drains and prints final stats; the exit status."""
     try:
         from granian.constants import HTTPModes, Interfaces, Loops
+        from granian.http import HTTP1Settings
         from granian.log import LogLevels
     except ImportError:
         raise StartupError(
@@ -70,6 +72,14 @@ def serve_granian(pattern: str, setup: ServerSetup, out: TextIO) -> int:
         workers=1,
         loop=Loops.uvloop,
         http=HTTPModes.http1,
+        # The connection limits uvicorn gets from carebench's protocol, in hyper's terms: a
+        # head not read within --read-timeout closes the connection, one larger than
+        # --max-header-size (hyper's read buffer, at least 8 KiB) is a 431; hyper allows
+        # 100 headers.
+        http1_settings=HTTP1Settings(
+            header_read_timeout=math.ceil(server.read_timeout * 1000),
+            max_buffer_size=server.max_header_size,
+        ),
         websockets=False,
         backlog=4096,
         log_level=LogLevels(server.log_level),

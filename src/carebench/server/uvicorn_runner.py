@@ -22,7 +22,7 @@ from carebench.server.startup import (
     url_of,
 )
 from carebench.server.uvicorn_drain import DrainingServer
-from carebench.server.uvicorn_protocol import OneWriteHttpToolsProtocol
+from carebench.server.uvicorn_protocol import ConnectionLimits, OneWriteHttpToolsProtocol
 
 
 def serve_uvicorn(pattern: str, setup: ServerSetup, out: TextIO) -> int:
@@ -48,12 +48,16 @@ def serve_uvicorn(pattern: str, setup: ServerSetup, out: TextIO) -> int:
 
 
 def uvicorn_config(app: CareBenchApp, server: ServerConfig) -> uvicorn.Config:
-    """uvicorn's settings for the benchmark: uvloop, httptools (one write per response), no
-    access log."""
+    """uvicorn's settings for the benchmark: uvloop, httptools (one write per response, the
+    connection limits), no WebSocket, no access log."""
+    limits = ConnectionLimits(
+        read_timeout=server.read_timeout, max_header_size=server.max_header_size
+    )
     return uvicorn.Config(
         app,
         loop="uvloop",
-        http=OneWriteHttpToolsProtocol,
+        http=OneWriteHttpToolsProtocol.with_limits(limits),
+        ws="none",
         lifespan="on",
         log_level=server.log_level,
         access_log=False,
