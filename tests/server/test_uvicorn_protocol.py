@@ -177,6 +177,31 @@ async def test_limits_refuse_with_4xx_and_close() -> None:
         assert await read_all(port, b"") == b""
         unsent = b"GET /a HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nx"
         assert statuses(await read_all(port, unsent)) == [200]
+        # The same on a kept-alive connection, after a first request was answered.
+        assert statuses(await after_one_request(port, get("/b")[:10])) == [200, 408]
+        assert statuses(await after_one_request(port, unsent)) == [200, 200]
+
+
+async def after_one_request(port: int, raw: bytes) -> bytes:
+    """GET /a, its answer, then `raw` on the same connection: everything until the close."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(get("/a"))
+        first = await asyncio.wait_for(reader.readuntil(b"/a"), 5)
+        writer.write(raw)
+        return first + await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+async def test_an_upgrade_request_is_answered_as_plain_http() -> None:
+    """No WebSocket here: `Upgrade: websocket` is ignored, the request answered normally."""
+    async with serving(no_body_app, TIGHT) as port:
+        upgrade = get(
+            "/ws", "connection: upgrade", "upgrade: websocket", "sec-websocket-version: 13"
+        )
+        answer = await exchange(port, upgrade, b"/ws")
+        assert statuses(answer) == [200]
 
 
 async def test_a_head_over_the_limit_split_across_reads_is_refused() -> None:
