@@ -70,9 +70,10 @@ def tick(pattern: ShedderPattern, clock: ManualLoopClock) -> float:
 
 
 async def overload(
-    pattern: ShedderPattern, backend: GatedBackend, count: int = 20
+    pattern: ShedderPattern, backend: GatedBackend, count: int = 2
 ) -> list[asyncio.Task[Patient]]:
-    """Fill the slots and queue `count` requests of the mix behind them."""
+    """Fill the slots and queue `count` requests of the mix behind them (before any service
+    time is known, the queue holds as many as the limit)."""
     tasks = [
         asyncio.create_task(pattern.submit(prioritised(f"Q{i}", MIX[i % len(MIX)])))
         for i in range(pattern.limit + count)
@@ -114,7 +115,8 @@ async def test_step_in_load_raises_the_threshold_least_urgent_first() -> None:
 
 async def test_refusals_follow_the_threshold_only_for_requests_that_would_queue() -> None:
     """While batch is shed, a batch request that would queue is refused at once with
-    Retry-After, a critical one queues; with a slot free, even batch is admitted."""
+    Retry-After, a critical one queues (shedding a queued standard one from the full queue);
+    with a slot free, even batch is admitted."""
     backend = GatedBackend()
     pattern, clock = shedder(backend, target=0.2)
     tasks = await overload(pattern, backend)
@@ -126,9 +128,13 @@ async def test_refusals_follow_the_threshold_only_for_requests_that_would_queue(
     critical = asyncio.create_task(pattern.submit(prioritised("C-late", "critical")))
     await settle()
     assert not critical.done()
-    assert pattern.stats()["shed_by_class"]["batch"] == 1
+    stats = pattern.stats()
+    assert stats["shed_by_class"]["batch"] == 1
+    assert stats["shed_for_priority"] == 1
     backend.release()
-    await asyncio.gather(*tasks, critical)
+    results = await asyncio.gather(*tasks, critical, return_exceptions=True)
+    outcomes = [type(result).__name__ for result in results]
+    assert outcomes == ["Patient", "Patient", "Patient", "Rejected", "Patient"], outcomes
     assert pattern.shedding_by_class()["batch"] == 1.0, "no tick yet: still shedding"
     assert (await pattern.submit(prioritised("B-free", "batch"))).id == "B-free"
 

@@ -114,7 +114,7 @@ class ShedderPattern:
         self.tuner = LatencyTuner(
             initial=config.limit, min_limit=config.shed_min_limit, max_limit=config.shed_max_limit
         )
-        self._queue: ClassQueue[Waiter] = ClassQueue(config.queue_size)
+        self._queue: ClassQueue[Waiter] = ClassQueue(min(config.queue_size, self.tuner.limit))
         #: The same waiters in arrival order, for the age of the oldest.
         self._arrival_order: deque[Waiter] = deque()
         self._in_flight = InFlight()
@@ -247,7 +247,10 @@ class ShedderPattern:
 
     def _record_service(self, seconds: float) -> None:
         self.tuner.record(seconds)
-        self._service_time += 0.1 * (seconds - self._service_time)
+        if self._service_time:
+            self._service_time += 0.1 * (seconds - self._service_time)
+        else:
+            self._service_time = seconds
 
     def tick(self, now: float) -> None:
         """One controller step: measure the interval's queueing delay, set the threshold and
@@ -273,9 +276,10 @@ class ShedderPattern:
         return len(self._queue) * self._service_time / self.tuner.limit
 
     def _queue_bound(self) -> int:
-        """QUEUE_BOUND target delays' worth of queue, within [1, --queue-size]."""
+        """QUEUE_BOUND target delays' worth of queue, within [1, --queue-size]; before the
+        first service time is known, as many as the limit (one service time's worth)."""
         if self._service_time <= 0:
-            return self.config.queue_size
+            return min(self.config.queue_size, self.tuner.limit)
         room = self.tuner.limit * QUEUE_BOUND * self.target_delay / self._service_time
         return max(1, min(self.config.queue_size, math.ceil(room)))
 
