@@ -3,14 +3,46 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from carebench.backends.base import BackendHealth, BackendStats
-from carebench.backends.records import synthetic_patient
-from carebench.errors import BackendError
-from carebench.models import Patient
+from carebench.backends.records import synthetic_clinical, synthetic_patient
+from carebench.errors import BackendError, PatientNotFound
+from carebench.models import Answer, ClinicalRecord, Patient
 
 
-class GatedBackend:
+def id_of(answer: Answer) -> str:
+    """The id of a patient lookup's answer, which must be the Patient itself."""
+    assert isinstance(answer, Patient), answer
+    return answer.id
+
+
+class PatientLookups:
+    """The FHIR lookups of the Backend protocol for a fake that only defines `get_patient`:
+    each runs through it (its gate, timing and failures), a search once per id."""
+
+    async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
+        raise NotImplementedError
+
+    async def get_patients(
+        self, patient_ids: Sequence[str], deadline: float | None = None
+    ) -> tuple[Patient, ...]:
+        found = []
+        for patient_id in patient_ids:
+            try:
+                found.append(await self.get_patient(patient_id, deadline))
+            except PatientNotFound:
+                continue
+        return tuple(found)
+
+    async def get_clinical_record(
+        self, patient_id: str, deadline: float | None = None
+    ) -> ClinicalRecord:
+        await self.get_patient(patient_id, deadline)
+        return synthetic_clinical(patient_id)
+
+
+class GatedBackend(PatientLookups):
     """Holds every query until `release()` (or answers at once when open); records calls."""
 
     name = "gated"

@@ -38,6 +38,54 @@ class Patient(msgspec.Struct, frozen=True, gc=False):
     blood_type: str
 
 
+class ConditionRecord(msgspec.Struct, frozen=True, gc=False):
+    """One diagnosis of a patient, with its ICD-10-CM code."""
+
+    icd10_code: str
+    #: active or resolved.
+    clinical_status: str
+    onset_date: str
+    recorded_date: str
+
+
+class MedicationRecord(msgspec.Struct, frozen=True, gc=False):
+    """One medication a patient takes or took."""
+
+    name: str
+    #: active, completed or stopped.
+    status: str
+    started: str
+
+
+class AllergyRecord(msgspec.Struct, frozen=True, gc=False):
+    """One allergy or intolerance of a patient."""
+
+    substance: str
+    #: low, high or unable-to-assess.
+    criticality: str
+    reaction: str
+    recorded_date: str
+
+
+class ClinicalRecord(msgspec.Struct, frozen=True, gc=False):
+    """A patient with the detail of its diagnoses, medications and allergies (in the order of
+    `Patient.diagnosis_codes`, `medications` and `allergies`)."""
+
+    patient: Patient
+    conditions: tuple[ConditionRecord, ...]
+    medications: tuple[MedicationRecord, ...]
+    allergies: tuple[AllergyRecord, ...]
+
+
+#: What a lookup asks the backend for: one patient (the legacy endpoint and FHIR read), the
+#: patients among several ids (FHIR search), or a patient's clinical record ($everything).
+READ = "read"
+SEARCH = "search"
+EVERYTHING = "everything"
+#: What a pattern hands back for each kind of lookup.
+Answer = Patient | tuple[Patient, ...] | ClinicalRecord
+
+
 def is_valid_patient_id(patient_id: str) -> bool:
     """True when `patient_id` follows FHIR's id syntax."""
     return PATIENT_ID_PATTERN.fullmatch(patient_id) is not None
@@ -47,7 +95,9 @@ def is_valid_patient_id(patient_id: str) -> bool:
 class Query:
     """One patient lookup travelling through a pattern.
 
-    `deadline` is on the event loop's clock. `client_gone` is set by the server when the
+    `lookup` says which backend call answers it (READ: `patient_id`; SEARCH: `patient_ids`,
+    one call for all of them; EVERYTHING: `patient_id`'s clinical record). `deadline` is on
+    the event loop's clock. `client_gone` is set by the server when the
     client disconnects, so a pattern can skip work nobody will read; `connection` is the
     server's per-request object when it exposes a `disconnected` flag (uvicorn does), which
     saves a watcher task per request.
@@ -59,6 +109,8 @@ class Query:
     priority: str = "standard"
     client_gone: bool = field(default=False)
     connection: Any = None
+    lookup: str = READ
+    patient_ids: tuple[str, ...] = ()
 
     def is_client_gone(self) -> bool:
         return self.client_gone or getattr(self.connection, "disconnected", False) is True

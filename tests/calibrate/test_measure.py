@@ -20,11 +20,12 @@ from carebench.calibrate.measure import (
 )
 from carebench.errors import BackendError, PatientNotFound
 from carebench.models import Patient
+from tests.fakes import PatientLookups
 
 WINDOW = LevelWindow(warmup=0.0, duration=0.1)
 
 
-class CountingBackend:
+class CountingBackend(PatientLookups):
     """A backend that sleeps `latency`, records how many queries ran at once, and fails for
     the ids it is told to."""
 

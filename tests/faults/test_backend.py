@@ -24,13 +24,14 @@ from carebench.resilience.breaker import BreakerBackend
 from carebench.resilience.config import ResilienceConfig
 from carebench.resilience.retry import RetryingBackend
 from carebench.server.setup import ServerSetup
+from tests.fakes import PatientLookups
 from tests.metrics.test_prometheus import IDLE_PATTERN
 
 SCHEDULE = "at 1s outage for 1s; at 3s slow x5 for 1s; at 5s errors 50% for 1s"
 START = 1000.0
 
 
-class TimedBackend:
+class TimedBackend(PatientLookups):
     """Each query takes `duration` seconds of the manual clock; some ids fail."""
 
     name = "timed"

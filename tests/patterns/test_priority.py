@@ -11,7 +11,7 @@ from carebench.models import PRIORITY_RANK, Query
 from carebench.patterns.base import PatternConfig
 from carebench.patterns.priority import ClassQueue
 from carebench.patterns.workerpool import WorkerPoolPattern
-from tests.fakes import GatedBackend
+from tests.fakes import GatedBackend, id_of
 
 CRITICAL, STANDARD, BATCH = (PRIORITY_RANK[name] for name in ("critical", "standard", "batch"))
 
@@ -102,8 +102,8 @@ async def test_overload_sheds_batch_before_refusing_critical() -> None:
     with pytest.raises(Rejected, match="shed"):
         await batch[1]
     backend.release()
-    assert (await critical).id == "c"
-    assert (await batch[0]).id == "b0"
+    assert id_of(await critical) == "c"
+    assert id_of(await batch[0]) == "b0"
     await busy
     await pattern.shutdown(1.0)
     assert pattern.stats()["shed_for_priority"] == 1

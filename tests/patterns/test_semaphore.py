@@ -11,7 +11,7 @@ from carebench.errors import Rejected
 from carebench.models import Patient
 from carebench.patterns.base import PatternConfig
 from carebench.patterns.semaphore import SemaphorePattern
-from tests.fakes import GatedBackend
+from tests.fakes import GatedBackend, id_of
 from tests.patterns.conftest import query
 
 
@@ -43,7 +43,7 @@ async def test_never_exceeds_its_limit_under_churn() -> None:
     # and each got its own record from exactly one backend query.
     assert pattern.stats()["waited_for_permit"] > 200
     assert pattern.stats()["rejected_at_limit"] == 0
-    assert [patient.id for patient in results] == ids
+    assert [id_of(patient) for patient in results] == ids
     assert sorted(backend.calls) == sorted(ids)
     assert backend.peak_active == 3
     assert pattern.stats()["peak_in_flight"] == 3
@@ -71,7 +71,7 @@ async def test_a_freed_permit_goes_to_the_waiter() -> None:
     await asyncio.sleep(0)
     assert pattern.stats()["queued"] == 1
     backend.release()
-    assert [p.id for p in await asyncio.gather(first, second)] == ["P1", "P2"]
+    assert [id_of(p) for p in await asyncio.gather(first, second)] == ["P1", "P2"]
     assert pattern.stats()["waited_for_permit"] == 1
 
 

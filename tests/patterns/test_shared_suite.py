@@ -10,7 +10,7 @@ from carebench.backends.records import synthetic_patient
 from carebench.errors import BackendError, ClientGone, DeadlineExceeded, Rejected
 from carebench.models import Query
 from carebench.patterns.base import Pattern
-from tests.fakes import GatedBackend
+from tests.fakes import GatedBackend, id_of
 from tests.patterns.conftest import QUEUE_SIZE, WORKERS, query
 
 
@@ -134,7 +134,7 @@ async def test_shutdown_drains_accepted_work(pattern: Pattern, backend: GatedBac
     backend.release()
     patients = await asyncio.gather(*admitted)
     await stopping
-    assert [p.id for p in patients] == [f"P{i}" for i in range(admitted_count)]
+    assert [id_of(p) for p in patients] == [f"P{i}" for i in range(admitted_count)]
 
 
 async def test_shutdown_past_drain_timeout_does_not_hang(
@@ -158,7 +158,7 @@ async def test_shutdown_past_drain_timeout_does_not_hang(
         if isinstance(result, BaseException):
             assert isinstance(result, Rejected | asyncio.CancelledError), result
         else:
-            assert result.id == f"P{index}"
+            assert id_of(result) == f"P{index}"
 
 
 async def test_stats_report_in_flight(pattern: Pattern, backend: GatedBackend) -> None:

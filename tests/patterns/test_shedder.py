@@ -15,7 +15,7 @@ from carebench.backends.base import Backend
 from carebench.backends.records import synthetic_patient
 from carebench.errors import BackendError, ConfigError, Rejected
 from carebench.loop_clock import ManualLoopClock
-from carebench.models import PRIORITIES, Patient, Query
+from carebench.models import PRIORITIES, Answer, Patient, Query
 from carebench.patterns.base import PatternConfig
 from carebench.patterns.shedder import (
     COHORT_ORDER,
@@ -26,7 +26,7 @@ from carebench.patterns.shedder import (
     ShedderPattern,
     cohorts_to_shed,
 )
-from tests.fakes import GatedBackend
+from tests.fakes import GatedBackend, id_of
 from tests.patterns.conftest import query
 
 #: 10 % critical, 70 % standard, 20 % batch: the mix of the issue's load test.
@@ -71,7 +71,7 @@ def tick(pattern: ShedderPattern, clock: ManualLoopClock) -> float:
 
 async def overload(
     pattern: ShedderPattern, backend: GatedBackend, count: int = 2
-) -> list[asyncio.Task[Patient]]:
+) -> list[asyncio.Task[Answer]]:
     """Fill the slots and queue `count` requests of the mix behind them (before any service
     time is known, the queue holds as many as the limit)."""
     tasks = [
@@ -136,7 +136,7 @@ async def test_refusals_follow_the_threshold_only_for_requests_that_would_queue(
     outcomes = [type(result).__name__ for result in results]
     assert outcomes == ["Patient", "Patient", "Patient", "Rejected", "Patient"], outcomes
     assert pattern.shedding_by_class()["batch"] == 1.0, "no tick yet: still shedding"
-    assert (await pattern.submit(prioritised("B-free", "batch"))).id == "B-free"
+    assert id_of(await pattern.submit(prioritised("B-free", "batch"))) == "B-free"
 
 
 async def test_threshold_falls_back_when_load_drops() -> None:
@@ -265,13 +265,13 @@ async def test_every_request_is_answered_exactly_once() -> None:
     loop = asyncio.get_running_loop()
     queries: dict[str, Query] = {}
 
-    async def client(patient_id: str) -> Patient:
+    async def client(patient_id: str) -> Answer:
         timeout = rng.choice([5.0, 5.0, 5.0, rng.uniform(0.001, 0.01)])
         built = Query(patient_id, loop.time() + timeout, patient_id, rng.choice(MIX))
         queries[patient_id] = built
         return await pattern.submit(built)
 
-    tasks: dict[str, Awaitable[Patient]] = {}
+    tasks: dict[str, Awaitable[Answer]] = {}
     for i in range(600):
         patient_id = f"P{i}"
         if rng.random() < 0.05:

@@ -7,7 +7,7 @@ import asyncio
 from carebench.models import Patient
 from carebench.patterns.base import PatternConfig
 from carebench.patterns.workerpool import WorkerPoolPattern
-from tests.fakes import GatedBackend
+from tests.fakes import GatedBackend, id_of
 from tests.patterns.conftest import query
 
 
@@ -55,6 +55,6 @@ async def test_slots_stay_capped_and_queued_requests_run_in_arrival_order() -> N
     backend.release()
     patients = await asyncio.gather(*submitted)
     await pattern.shutdown(drain_timeout=1.0)
-    assert [patient.id for patient in patients] == names
+    assert [id_of(patient) for patient in patients] == names
     assert backend.calls == names
     assert backend.peak_active == 2

@@ -12,9 +12,10 @@ from carebench.errors import BackendError, DeadlineExceeded, Rejected
 from carebench.loop_clock import ManualLoopClock
 from carebench.models import Patient
 from carebench.resilience.retry import BACKOFF_BASE, BACKOFF_MAX, RetryingBackend
+from tests.fakes import PatientLookups
 
 
-class FlakyBackend:
+class FlakyBackend(PatientLookups):
     """Fails the first `failures` calls with BackendError (or raises `error` every time)."""
 
     name = "flaky"

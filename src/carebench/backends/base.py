@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
-from carebench.models import Patient
+from carebench.models import ClinicalRecord, Patient
 from carebench.registry import Registry
 
 
@@ -94,6 +95,20 @@ class Backend(Protocol):
         `deadline` (event-loop time) lets wrappers such as retries stay within the request's
         budget; the caller still enforces it.
         """
+        ...
+
+    async def get_patients(
+        self, patient_ids: Sequence[str], deadline: float | None = None
+    ) -> tuple[Patient, ...]:
+        """The records of those of `patient_ids` that exist, in their order, in one query
+        (FHIR search by `_id`); unknown ids are left out, not an error."""
+        ...
+
+    async def get_clinical_record(
+        self, patient_id: str, deadline: float | None = None
+    ) -> ClinicalRecord:
+        """The patient with its conditions, medications and allergies, in one query (FHIR
+        `$everything`); `PatientNotFound` for an unknown id."""
         ...
 
     def health(self) -> BackendHealth:

@@ -57,10 +57,14 @@ async def check_seeded(connection: Any, dsn: str) -> None:
     parts = dsn_parts(dsn)
     seed = f"run: carebench db seed --backend postgres --dsn {redact_dsn(dsn)}"
     try:
-        seeded = await connection.fetchval("SELECT EXISTS (SELECT 1 FROM patients)")
+        seeded = await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM patients) AND EXISTS (SELECT 1 FROM condition_details)"
+        )
     except asyncpg.UndefinedTableError:
+        # No tables, or those of a carebench before the detail tables: seeding adds them.
         raise BackendUnavailable(
-            f"database {parts.database!r} at {parts.where} has no carebench tables; {seed}"
+            f"database {parts.database!r} at {parts.where} has no carebench tables "
+            f"(or not all of them); {seed}"
         ) from None
     if not seeded:
         raise BackendUnavailable(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +31,13 @@ except ImportError as missing:  # pragma: no cover - depends on the environment
 
 from carebench.backends.base import BackendHealth, BackendStats
 from carebench.backends.dataset import (
+    DETAIL_TABLES,
     LIST_TABLES,
     PATIENT_COLUMNS,
     SCHEMA,
     PatientRows,
+    clinical_from_row,
+    detail_source,
     patient_from_row,
     seed_rows,
 )
@@ -47,7 +50,7 @@ from carebench.backends.pgdiagnosis import (
     unavailable,
 )
 from carebench.backends.pool import pool_stats, wait_for_connection
-from carebench.models import Patient
+from carebench.models import ClinicalRecord, Patient
 
 if TYPE_CHECKING:
     from carebench.backends.config import BackendConfig
@@ -67,10 +70,31 @@ def patient_query(injected_latency: bool) -> str:
         f"ARRAY(SELECT {value} FROM {table} WHERE patient_id = p.id ORDER BY position)"
         for table, value in LIST_TABLES.items()
     )
+    return _statement(f"{columns}, {lists}", "p.id = $1", injected_latency)
+
+
+def search_query(injected_latency: bool) -> str:
+    """`patient_query` for every id in the text array `$1` at once."""
+    return patient_query(injected_latency).replace("p.id = $1", "p.id = ANY($1::text[])")
+
+
+def clinical_query(injected_latency: bool) -> str:
+    """The patients row and, per list table, its rows with their detail as a JSON array text
+    (`$1` the id, `$2` the injected latency as in `patient_query`)."""
+    columns = ", ".join(f"p.{column}" for column in PATIENT_COLUMNS)
+    details = []
+    for table in LIST_TABLES:
+        values, source = detail_source(table)
+        rows = f"json_agg(json_build_array({', '.join(values)}) ORDER BY l.position)"
+        details.append(f"(SELECT {rows} FROM {source})::text")
+    return _statement(f"{columns}, {', '.join(details)}", "p.id = $1", injected_latency)
+
+
+def _statement(columns: str, where: str, injected_latency: bool) -> str:
     source = "patients AS p"
     if injected_latency:
         source = f"(SELECT pg_sleep($2)) AS pause, {source}"
-    return f"SELECT {columns}, {lists} FROM {source} WHERE p.id = $1"
+    return f"SELECT {columns} FROM {source} WHERE {where}"
 
 
 class PostgresBackend:
@@ -93,6 +117,8 @@ class PostgresBackend:
         self._pause = pause or (lambda: self._rng.uniform(low, high))
         self._sleeps = pause is not None or high > 0
         self._query = patient_query(injected_latency=self._sleeps)
+        self._search = search_query(injected_latency=self._sleeps)
+        self._clinical = clinical_query(injected_latency=self._sleeps)
         self._pool: Any = None
         self._slots = asyncio.Semaphore(config.pool_size)
         self.queries = 0
@@ -119,7 +145,8 @@ class PostgresBackend:
             )
             async with self._pool.acquire() as connection:
                 await check_seeded(connection, dsn)
-                await connection.prepare(self._query)
+                for statement in (self._query, self._search, self._clinical):
+                    await connection.prepare(statement)
         except BackendUnavailable:
             await self.close()
             raise
@@ -141,21 +168,46 @@ class PostgresBackend:
     async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
         """One round trip; `BackendError` when the database fails or the pool stays full,
         `PatientNotFound` for an id that was never seeded."""
-        self.queries += 1
-        pause = self._pause()
-        error_rate = self.config.error_rate or 0.0
-        injected_error = error_rate > 0 and self._rng.random() < error_rate
-        row = await self._fetch(patient_id, pause)
-        if injected_error:
-            self.errors += 1
-            raise BackendError("injected database error")
+        row = await self._run("fetchrow", self._query, patient_id)
         if row is None:
             raise PatientNotFound(patient_id)
         values = tuple(row)
         width = len(PATIENT_COLUMNS)
         return patient_from_row(values[:width], *values[width:])
 
-    async def _fetch(self, patient_id: str, pause: float) -> Any:
+    async def get_patients(
+        self, patient_ids: Sequence[str], deadline: float | None = None
+    ) -> tuple[Patient, ...]:
+        """One round trip for all of `patient_ids`; unknown ids are left out."""
+        rows = await self._run("fetch", self._search, list(patient_ids))
+        width = len(PATIENT_COLUMNS)
+        found = {row[0]: patient_from_row(tuple(row)[:width], *tuple(row)[width:]) for row in rows}
+        return tuple(found[patient_id] for patient_id in patient_ids if patient_id in found)
+
+    async def get_clinical_record(
+        self, patient_id: str, deadline: float | None = None
+    ) -> ClinicalRecord:
+        """One round trip for the patient and its lists' detail rows."""
+        row = await self._run("fetchrow", self._clinical, patient_id)
+        if row is None:
+            raise PatientNotFound(patient_id)
+        values = tuple(row)
+        width = len(PATIENT_COLUMNS)
+        return clinical_from_row(values[:width], *values[width:])
+
+    async def _run(self, method: str, statement: str, key: object) -> Any:
+        """`connection.<method>(statement, key)` with the injected latency and error."""
+        self.queries += 1
+        pause = self._pause()
+        error_rate = self.config.error_rate or 0.0
+        injected_error = error_rate > 0 and self._rng.random() < error_rate
+        result = await self._fetch(method, statement, key, pause)
+        if injected_error:
+            self.errors += 1
+            raise BackendError("injected database error")
+        return result
+
+    async def _fetch(self, method: str, statement: str, key: object, pause: float) -> Any:
         if self._pool is None:
             self.errors += 1
             raise BackendError("the postgres backend is not started")
@@ -164,8 +216,8 @@ class PostgresBackend:
         self.peak_active = max(self.peak_active, self.active)
         try:
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as connection:
-                args = (patient_id, pause) if self._sleeps else (patient_id,)
-                row = await connection.fetchrow(self._query, *args)
+                args = (key, pause) if self._sleeps else (key,)
+                result = await getattr(connection, method)(statement, *args)
         except CONNECTION_FAILURES as lost:
             self.errors += 1
             self.connection_failures += 1
@@ -178,7 +230,7 @@ class PostgresBackend:
             self.active -= 1
             self._slots.release()
         self.connection_failures = 0
-        return row
+        return result
 
     async def _take_slot(self) -> None:
         """Wait for one of the pool's connections, at most --db-pool-timeout."""
@@ -262,6 +314,9 @@ async def _load(connection: Any, batch: list[PatientRows]) -> None:
         "medications": [row for rows in batch for row in rows.medications],
         "allergies": [row for rows in batch for row in rows.allergies],
     }
+    # After the lists their foreign keys point to; PatientRows names them after their tables.
+    for detail, _ in DETAIL_TABLES.values():
+        tables[detail] = [row for rows in batch for row in getattr(rows, detail)]
     for table, records in tables.items():
         staged = f"staged_{table}"
         await connection.execute(

@@ -10,7 +10,13 @@ import hashlib
 import random
 from functools import lru_cache
 
-from carebench.models import Patient
+from carebench.models import (
+    AllergyRecord,
+    ClinicalRecord,
+    ConditionRecord,
+    MedicationRecord,
+    Patient,
+)
 
 FIRST_NAMES = (
     "Ada",
@@ -104,6 +110,10 @@ INSURERS = (
     "Medicaid (synthetic)",
     "Medicare (synthetic)",
 )
+REACTIONS = ("Hives", "Rash", "Wheezing", "Swelling", "Nausea", "Anaphylaxis")
+CONDITION_STATUSES = ("active", "active", "active", "resolved")
+MEDICATION_STATUSES = ("active", "active", "completed", "stopped")
+CRITICALITIES = ("low", "high", "unable-to-assess")
 BLOOD_TYPES = ("O+", "O-", "A+", "A-", "B+", "B-", "AB+", "AB-")
 GENDERS = ("female", "male", "other", "unknown")
 
@@ -143,4 +153,33 @@ def synthetic_patient(patient_id: str) -> Patient:
         primary_physician=rng.choice(PHYSICIANS),
         insurance_provider=rng.choice(INSURERS),
         blood_type=rng.choice(BLOOD_TYPES),
+    )
+
+
+@lru_cache(maxsize=8192)
+def synthetic_clinical(patient_id: str) -> ClinicalRecord:
+    """The detail of `synthetic_patient(patient_id)`'s diagnoses, medications and allergies:
+    statuses and dates drawn from their own stream, so the patient record is unchanged."""
+    patient = synthetic_patient(patient_id)
+    rng = random.Random(_seed_for(f"{patient_id}/clinical"))
+    born = dt.date.fromisoformat(patient.date_of_birth)
+    last_visit = dt.date.fromisoformat(patient.last_visit_date)
+
+    def day() -> str:
+        return _day_after(born, rng, max(1, (last_visit - born).days + 1))
+
+    return ClinicalRecord(
+        patient=patient,
+        conditions=tuple(
+            ConditionRecord(code, rng.choice(CONDITION_STATUSES), *sorted((day(), day())))
+            for code in patient.diagnosis_codes
+        ),
+        medications=tuple(
+            MedicationRecord(name, rng.choice(MEDICATION_STATUSES), day())
+            for name in patient.medications
+        ),
+        allergies=tuple(
+            AllergyRecord(substance, rng.choice(CRITICALITIES), rng.choice(REACTIONS), day())
+            for substance in patient.allergies
+        ),
     )

@@ -20,15 +20,15 @@ import asyncio
 import dataclasses
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from carebench.backends.base import BackendHealth, BackendStats
 from carebench.backends.pool import pool_stats, wait_for_connection
-from carebench.backends.records import synthetic_patient
+from carebench.backends.records import synthetic_clinical, synthetic_patient
 from carebench.errors import BackendError, ConfigError
-from carebench.models import Patient
+from carebench.models import ClinicalRecord, Patient
 from carebench.registry import check_choice
 from carebench.settings import FLOAT, INT, MILLISECONDS, SECONDS, setting
 
@@ -41,6 +41,8 @@ SIMULATOR_LATENCY = (0.050, 0.100)
 SIMULATOR_ERROR_RATE = 0.05
 
 Sleep = Callable[[float], Awaitable[None]]
+K = TypeVar("K")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,10 @@ class SimulatorConfig:
         return math.sqrt((1.0 - self.contention) / self.coherency)
 
 
+def _patients(patient_ids: tuple[str, ...]) -> tuple[Patient, ...]:
+    return tuple(synthetic_patient(patient_id) for patient_id in patient_ids)
+
+
 class SimulatedBackend:
     """An in-memory database whose latency, errors and capacity follow `SimulatorConfig`."""
 
@@ -156,14 +162,32 @@ class SimulatedBackend:
         self.peak_active = 0
         self.waiting = 0
 
-    async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
+    # Plain functions returning the query's coroutine: no extra frame on the hot path.
+    def get_patient(
+        self, patient_id: str, deadline: float | None = None
+    ) -> Coroutine[Any, Any, Patient]:
         """Sleep like a database would, then return the record or fail."""
+        return self._query(synthetic_patient, patient_id)
+
+    def get_patients(
+        self, patient_ids: Sequence[str], deadline: float | None = None
+    ) -> Coroutine[Any, Any, tuple[Patient, ...]]:
+        """One simulated query for all of `patient_ids` (every valid id exists here)."""
+        return self._query(_patients, tuple(patient_ids))
+
+    def get_clinical_record(
+        self, patient_id: str, deadline: float | None = None
+    ) -> Coroutine[Any, Any, ClinicalRecord]:
+        """One simulated query for the patient and its clinical detail."""
+        return self._query(synthetic_clinical, patient_id)
+
+    async def _query(self, answer: Callable[[K], T], key: K) -> T:
         self.queries += 1
         if self._pool is None:
-            return await self._run_query(patient_id)
+            return await self._run_query(answer, key)
         await self._acquire_connection()
         try:
-            return await self._run_query(patient_id)
+            return await self._run_query(answer, key)
         finally:
             self._pool.release()
 
@@ -171,7 +195,7 @@ class SimulatedBackend:
         assert self._pool is not None
         await wait_for_connection(self._pool, self.config.pool_size, self.config.pool_timeout, self)
 
-    async def _run_query(self, patient_id: str) -> Patient:
+    async def _run_query(self, answer: Callable[[K], T], key: K) -> T:
         cfg = self.config
         self.active += 1
         self.peak_active = max(self.peak_active, self.active)
@@ -181,7 +205,7 @@ class SimulatedBackend:
             if self._rng.random() < (cfg.error_rate or 0.0):
                 self.errors += 1
                 raise BackendError("simulated database error")
-            return synthetic_patient(patient_id)
+            return answer(key)
         finally:
             self.active -= 1
 

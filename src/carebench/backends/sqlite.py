@@ -17,13 +17,13 @@ import random
 import shlex
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, suppress
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import msgspec
@@ -32,13 +32,18 @@ from carebench.backends import dataset
 from carebench.backends.base import BackendHealth, BackendStats
 from carebench.backends.pool import pool_stats, wait_for_connection
 from carebench.errors import BackendError, BackendUnavailable, PatientNotFound
-from carebench.models import Patient
+from carebench.models import ClinicalRecord, Patient
 
 if TYPE_CHECKING:
     from carebench.backends.config import BackendConfig
     from carebench.backends.simulator import SimulatorConfig
 
 log = logging.getLogger("carebench.backends.sqlite")
+
+K = TypeVar("K")
+T = TypeVar("T")
+#: A lookup run in a connection's thread: (connection, key) -> answer.
+Read = Callable[[sqlite3.Connection, K], T]
 
 #: The argument order of `dataset.patient_from_row`.
 _LISTS = ("diagnoses", "medications", "allergies")
@@ -63,7 +68,31 @@ PATIENT_QUERY = (
     )
     + " FROM patients AS p WHERE p.id = ?"
 )
+#: The same columns for several patients at once: `?` is a JSON array of ids.
+SEARCH_QUERY = PATIENT_QUERY.replace("p.id = ?", "p.id IN (SELECT value FROM json_each(?))")
+
+
+def _detail_list(table: str) -> str:
+    values, source = dataset.detail_source(table)
+    columns = ", ".join(f"{value} AS v{index}" for index, value in enumerate(values))
+    rows = ", ".join(f"v{index}" for index in range(len(values)))
+    # json_array in the aggregate, not the subquery: a JSON subtype does not cross a subquery.
+    return (
+        f"(SELECT json_group_array(json_array({rows})) FROM "
+        f"(SELECT {columns} FROM {source} ORDER BY l.position))"
+    )
+
+
+#: One round trip for $everything: the patients row, then each list with its detail as JSON.
+CLINICAL_QUERY = (
+    "SELECT "
+    + ", ".join(
+        [*(f"p.{column}" for column in dataset.PATIENT_COLUMNS), *map(_detail_list, _LISTS)]
+    )
+    + " FROM patients AS p WHERE p.id = ?"
+)
 _LIST_DECODER = msgspec.json.Decoder(list[str])
+_IDS_ENCODER = msgspec.json.Encoder()
 #: How many SQLite VM steps run between two checks of the cancel flag. The check covers the
 #: moment interrupt() cannot: a deadline that passes just before the statement starts.
 _PROGRESS_STEPS = 1000
@@ -111,7 +140,10 @@ def count_patients(path: Path) -> int:
     try:
         with closing(sqlite3.connect(_read_only_uri(path), uri=True)) as db:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
-            if not {"patients", *dataset.LIST_TABLES} <= tables:
+            needed = {"patients", *dataset.LIST_TABLES}
+            needed.update(detail for detail, _ in dataset.DETAIL_TABLES.values())
+            # Seeded before the detail tables existed: seeding again adds them.
+            if not needed <= tables:
                 return 0
             count: int = db.execute("SELECT count(*) FROM patients").fetchone()[0]
             return count
@@ -152,12 +184,41 @@ def _insert(db: sqlite3.Connection, rows: Iterable[dataset.PatientRows]) -> None
                 f"INSERT OR IGNORE INTO {table} (patient_id, position, {column}) VALUES (?, ?, ?)",
                 items,
             )
+        for detail, fields in dataset.DETAIL_TABLES.values():
+            details = [item for rows in batch for item in getattr(rows, detail)]
+            names = ", ".join(["patient_id", "position", *fields])
+            marks = ", ".join("?" * (len(fields) + 2))
+            db.executemany(
+                f"INSERT OR IGNORE INTO {detail} ({names}) VALUES ({marks})",
+                details,
+            )
 
 
 def _patient(row: tuple[str, ...]) -> Patient:
     columns = len(dataset.PATIENT_COLUMNS)
     diagnoses, medications, allergies = (_LIST_DECODER.decode(text) for text in row[columns:])
     return dataset.patient_from_row(row[:columns], diagnoses, medications, allergies)
+
+
+def _read_patient(db: sqlite3.Connection, patient_id: str) -> Patient:
+    row = db.execute(PATIENT_QUERY, (patient_id,)).fetchone()
+    if row is None:
+        raise PatientNotFound(patient_id)
+    return _patient(row)
+
+
+def _read_patients(db: sqlite3.Connection, patient_ids: tuple[str, ...]) -> tuple[Patient, ...]:
+    rows = db.execute(SEARCH_QUERY, (_IDS_ENCODER.encode(patient_ids).decode(),)).fetchall()
+    found = {patient.id: patient for patient in map(_patient, rows)}
+    return tuple(found[patient_id] for patient_id in patient_ids if patient_id in found)
+
+
+def _read_clinical(db: sqlite3.Connection, patient_id: str) -> ClinicalRecord:
+    row = db.execute(CLINICAL_QUERY, (patient_id,)).fetchone()
+    if row is None:
+        raise PatientNotFound(patient_id)
+    columns = len(dataset.PATIENT_COLUMNS)
+    return dataset.clinical_from_row(row[:columns], *row[columns:])
 
 
 class _Connection:
@@ -169,7 +230,7 @@ class _Connection:
         self._db: sqlite3.Connection | None = None
         #: Set when the running query's caller gave up on it; cleared before the next.
         self._cancelled = threading.Event()
-        self._running: Future[Patient] | None = None
+        self._running: Future[Any] | None = None
         self.closed = False
 
     async def open(self) -> None:
@@ -181,13 +242,14 @@ class _Connection:
         db.set_progress_handler(self._cancelled.is_set, _PROGRESS_STEPS)
         self._db = db
 
-    def submit(self, patient_id: str, delay: float, fail: bool) -> Future[Patient]:
+    def submit(self, read: Read[K, T], key: K, delay: float, fail: bool) -> Future[T]:
         """Run one lookup in this connection's thread (the caller holds the connection)."""
         self._cancelled.clear()
-        self._running = self._thread.submit(self._fetch, patient_id, delay, fail)
-        return self._running
+        running = self._thread.submit(self._fetch, read, key, delay, fail)
+        self._running = running
+        return running
 
-    def _fetch(self, patient_id: str, delay: float, fail: bool) -> Patient:
+    def _fetch(self, read: Read[K, T], key: K, delay: float, fail: bool) -> T:
         assert self._db is not None
         # Event.wait rather than time.sleep: a cancelled query stops holding the connection.
         if self._cancelled.wait(delay) if delay > 0 else self._cancelled.is_set():
@@ -195,14 +257,11 @@ class _Connection:
         if fail:
             raise BackendError("injected database error")
         try:
-            row = self._db.execute(PATIENT_QUERY, (patient_id,)).fetchone()
+            return read(self._db, key)
         except sqlite3.Error as exc:
             raise BackendError(f"sqlite: {exc}") from None
-        if row is None:
-            raise PatientNotFound(patient_id)
-        return _patient(row)
 
-    def interrupt(self, query: Future[Patient]) -> None:
+    def interrupt(self, query: Future[Any]) -> None:
         """Stop `query` if it still runs: wake its injected sleep and abort its statement.
 
         A finished query is left alone: its connection may already run the next one.
@@ -290,16 +349,33 @@ class SqliteBackend:
         log.info("seeding %d patients into %s", dataset.DEFAULT_PATIENTS, self.path)
         await asyncio.to_thread(seed_file, self.path, dataset.DEFAULT_PATIENTS)
 
-    async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
+    def get_patient(
+        self, patient_id: str, deadline: float | None = None
+    ) -> Coroutine[Any, Any, Patient]:
         """The record from the file; the caller's cancellation (its deadline) interrupts the
         query in SQLite too, and the connection returns to the pool once its thread is done."""
+        return self._query(_read_patient, patient_id)
+
+    def get_patients(
+        self, patient_ids: Sequence[str], deadline: float | None = None
+    ) -> Coroutine[Any, Any, tuple[Patient, ...]]:
+        """The records of those of `patient_ids` in the file, in one statement."""
+        return self._query(_read_patients, tuple(patient_ids))
+
+    def get_clinical_record(
+        self, patient_id: str, deadline: float | None = None
+    ) -> Coroutine[Any, Any, ClinicalRecord]:
+        """The patient with its lists' detail rows, in one statement."""
+        return self._query(_read_clinical, patient_id)
+
+    async def _query(self, read: Read[K, T], key: K) -> T:
         self.queries += 1
         connection = await self._acquire()
         self.active += 1
         self.peak_active = max(self.peak_active, self.active)
         delay = self._rng.uniform(*self.config.latency_range)
         fail = self._rng.random() < (self.config.error_rate or 0.0)
-        query = connection.submit(patient_id, delay, fail)
+        query = connection.submit(read, key, delay, fail)
         query.add_done_callback(partial(self._release_from_thread, connection))
         try:
             return await asyncio.wrap_future(query)
@@ -319,7 +395,7 @@ class SqliteBackend:
         )
         return self._idle.pop()
 
-    def _release_from_thread(self, connection: _Connection, query: Future[Patient]) -> None:
+    def _release_from_thread(self, connection: _Connection, query: Future[Any]) -> None:
         assert self._loop is not None
         # A closed loop raises RuntimeError: then no one will ask for a connection again.
         with suppress(RuntimeError):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TypeVar
 
 from carebench.backends.base import (
     Backend,
@@ -20,11 +22,12 @@ from carebench.backends.base import (
 from carebench.errors import BackendError, PatientNotFound
 from carebench.faults.schedule import FAULT_KINDS, FaultSchedule, FaultWindow
 from carebench.loop_clock import LoopClock, RunningLoopClock
-from carebench.models import Patient
+from carebench.models import ClinicalRecord, Patient
 
 #: A slowed query that would end past its deadline sleeps until just after it, so that the
 #: caller's own cut-off at the deadline (every pattern has one) is what ends it.
 DEADLINE_GRACE = 0.01
+T = TypeVar("T")
 
 
 class FaultyBackend:
@@ -64,32 +67,49 @@ class FaultyBackend:
         return None if elapsed is None else self.schedule.active(elapsed)
 
     async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
+        return await self._faulted(partial(self._inner.get_patient, patient_id, deadline), deadline)
+
+    async def get_patients(
+        self, patient_ids: Sequence[str], deadline: float | None = None
+    ) -> tuple[Patient, ...]:
+        return await self._faulted(
+            partial(self._inner.get_patients, patient_ids, deadline), deadline
+        )
+
+    async def get_clinical_record(
+        self, patient_id: str, deadline: float | None = None
+    ) -> ClinicalRecord:
+        call = partial(self._inner.get_clinical_record, patient_id, deadline)
+        return await self._faulted(call, deadline)
+
+    async def _faulted(self, call: Callable[[], Awaitable[T]], deadline: float | None) -> T:
+        """`call()`, the inner backend's query, with the fault in effect now applied."""
         window = self.active()
         if window is None:
-            return await self._inner.get_patient(patient_id, deadline)
+            return await call()
         if window.kind == "outage":
             self.injected["outage"] += 1
             raise BackendError("database unreachable: injected outage (--faults)")
         if window.kind == "errors":
-            patient = await self._inner.get_patient(patient_id, deadline)
+            answer = await call()
             if self._rng.random() < window.rate:
                 self.injected["errors"] += 1
                 raise BackendError(f"injected database error (--faults {window.label})")
-            return patient
-        return await self._slowed(window, patient_id, deadline)
+            return answer
+        return await self._slowed(window, call, deadline)
 
     async def _slowed(
-        self, window: FaultWindow, patient_id: str, deadline: float | None
-    ) -> Patient:
+        self, window: FaultWindow, call: Callable[[], Awaitable[T]], deadline: float | None
+    ) -> T:
         started = self._loop_clock.now()
         try:
-            patient = await self._inner.get_patient(patient_id, deadline)
+            answer = await call()
         except (BackendError, PatientNotFound):
             # A slow database is slow to fail too.
             await self._stretch(window, started, deadline)
             raise
         await self._stretch(window, started, deadline)
-        return patient
+        return answer
 
     async def _stretch(self, window: FaultWindow, started: float, deadline: float | None) -> None:
         """Sleep (factor - 1) times the call's duration, never far past its deadline."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Protocol
+from typing import Protocol, cast
 
 from carebench.errors import (
     BackendError,
@@ -16,7 +16,7 @@ from carebench.errors import (
 )
 from carebench.loadgen.client import HttpConnection, ResponseCallback
 from carebench.loadgen.results import REJECTION_STATUSES
-from carebench.models import Query
+from carebench.models import Patient, Query
 from carebench.patterns.base import Pattern
 
 PATIENTS_PATH = "/api/v1/patients?id="
@@ -155,7 +155,8 @@ class InProcessChannel:
             return 404
         except ClientGone:
             return 499
-        self._pattern.encoder.encode_patient(patient, query.request_id)
+        # A READ query (the default lookup) is answered with its patient.
+        self._pattern.encoder.encode_patient(cast(Patient, patient), query.request_id)
         return 200
 
     def reset(self) -> None:

@@ -13,7 +13,7 @@ from carebench.backends.base import Backend
 from carebench.errors import BackendError, DeadlineExceeded, Rejected
 from carebench.limits.base import create_limit
 from carebench.loop_clock import LoopClock, RunningLoopClock
-from carebench.models import Patient, Query
+from carebench.models import Answer, Query
 from carebench.patterns.base import PatternConfig, check_admissible, query_backend
 from carebench.patterns.inflight import InFlight
 from carebench.patterns.stats import PatternStats
@@ -54,7 +54,7 @@ class AdaptivePattern:
     async def start(self) -> None:
         """Nothing to start."""
 
-    async def submit(self, query: Query) -> Patient:
+    async def submit(self, query: Query) -> Answer:
         check_admissible(query, self._closing)
         if self._in_flight.count >= self.algorithm.limit:
             self.rejected += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -11,7 +11,7 @@ from carebench.backends.base import Backend
 from carebench.errors import ConfigError, DeadlineExceeded, Rejected
 from carebench.limits.base import LIMIT_ALGORITHMS
 from carebench.loop_clock import LoopClock, RunningLoopClock
-from carebench.models import Patient, Query
+from carebench.models import READ, SEARCH, Answer, Query
 from carebench.patterns.stats import PatternStats
 from carebench.registry import Registry
 from carebench.responses import ResponseEncoder
@@ -104,7 +104,8 @@ class PatternConfig:
 class Pattern(Protocol):
     """How requests are admitted, queued, bounded and shed in front of the backend.
 
-    `submit` returns the patient or raises `Rejected` (503), `DeadlineExceeded` (504),
+    `submit` returns the answer to the query's lookup (the patient for the legacy endpoint)
+    or raises `Rejected` (503), `DeadlineExceeded` (504),
     `BackendError` (500) or `ClientGone` (the client left; nobody reads the answer).
 
     Every pattern is built as `cls(backend, config, loop_clock)`. `Query.deadline` is on the
@@ -131,7 +132,7 @@ class Pattern(Protocol):
 
     async def start(self) -> None: ...
 
-    async def submit(self, query: Query) -> Patient: ...
+    async def submit(self, query: Query) -> Answer: ...
 
     def stats(self) -> PatternStats: ...
 
@@ -224,11 +225,19 @@ def _expire(future: asyncio.Future[Any]) -> None:
 
 async def query_backend(
     backend: Backend, query: Query, loop: asyncio.AbstractEventLoop | None = None
-) -> Patient:
+) -> Answer:
     """The backend's answer to `query`, cut off at its deadline."""
-    return await within_deadline(
-        backend.get_patient(query.patient_id, query.deadline), query.deadline, loop
-    )
+    return await within_deadline(backend_call(backend, query), query.deadline, loop)
+
+
+def backend_call(backend: Backend, query: Query) -> Coroutine[Any, Any, Answer]:
+    """The backend query that answers `query`, by its lookup: one call whatever it asks."""
+    lookup = query.lookup
+    if lookup == READ:
+        return backend.get_patient(query.patient_id, query.deadline)
+    if lookup == SEARCH:
+        return backend.get_patients(query.patient_ids, query.deadline)
+    return backend.get_clinical_record(query.patient_id, query.deadline)
 
 
 async def within_deadline(

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from carebench.backends.base import Backend
 from carebench.errors import ClientGone, Rejected
 from carebench.loop_clock import LoopClock, RunningLoopClock
-from carebench.models import Patient, Query
+from carebench.models import Answer, Query
 from carebench.patterns.base import PatternConfig
 from carebench.patterns.stats import PatternStats
 from carebench.patterns.workerpool import Job, WorkerPoolPattern
@@ -124,7 +124,7 @@ class CoDelPattern(WorkerPoolPattern):
         self.shed_queue_timeout = 0
         self.served_lifo = 0
 
-    def _make_job(self, query: Query, future: asyncio.Future[Patient]) -> Job:
+    def _make_job(self, query: Query, future: asyncio.Future[Answer]) -> Job:
         return QueuedJob(query, future, holders=1)
 
     def _dispatch(self, job: Job, rank: int) -> bool:

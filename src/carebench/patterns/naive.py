@@ -11,8 +11,8 @@ import asyncio
 
 from carebench.backends.base import Backend
 from carebench.loop_clock import LoopClock
-from carebench.models import Patient, Query
-from carebench.patterns.base import PatternConfig, check_admissible, within_deadline
+from carebench.models import Answer, Query
+from carebench.patterns.base import PatternConfig, backend_call, check_admissible, within_deadline
 from carebench.patterns.stats import PatternStats
 from carebench.responses import PlainResponseEncoder
 
@@ -28,7 +28,7 @@ class NaivePattern:
     ) -> None:
         self._backend = backend
         self.encoder = PlainResponseEncoder()
-        self._tasks: set[asyncio.Task[Patient]] = set()
+        self._tasks: set[asyncio.Task[Answer]] = set()
         self._closing = False
         self.peak_in_flight = 0
 
@@ -43,11 +43,9 @@ class NaivePattern:
     async def start(self) -> None:
         """Nothing to start: tasks are created per request."""
 
-    async def submit(self, query: Query) -> Patient:
+    async def submit(self, query: Query) -> Answer:
         check_admissible(query, self._closing)
-        task = asyncio.get_running_loop().create_task(
-            self._backend.get_patient(query.patient_id, query.deadline)
-        )
+        task = asyncio.get_running_loop().create_task(backend_call(self._backend, query))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self.peak_in_flight = max(self.peak_in_flight, len(self._tasks))

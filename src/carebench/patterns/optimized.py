@@ -15,7 +15,7 @@ import asyncio
 
 from carebench.backends.base import Backend
 from carebench.loop_clock import LoopClock
-from carebench.models import Patient, Query
+from carebench.models import Answer, Query
 from carebench.patterns.base import PatternConfig
 from carebench.patterns.pooling import ObjectPool, PooledResponseEncoder
 from carebench.patterns.stats import PatternStats
@@ -41,7 +41,7 @@ class OptimizedPattern(WorkerPoolPattern):
         self.response_encoder = PooledResponseEncoder()
         self.encoder = self.response_encoder
 
-    def _make_job(self, query: Query, future: asyncio.Future[Patient]) -> Job:
+    def _make_job(self, query: Query, future: asyncio.Future[Answer]) -> Job:
         job = self.jobs.acquire()
         job.query, job.future, job.holders = query, future, 1
         return job

@@ -11,7 +11,7 @@ from carebench.backends.base import Backend
 from carebench.errors import RateLimited
 from carebench.limits.token_bucket import TokenBucket
 from carebench.loop_clock import LoopClock, RunningLoopClock
-from carebench.models import Patient, Query
+from carebench.models import Answer, Query
 from carebench.patterns.base import PatternConfig, check_admissible, query_backend
 from carebench.patterns.inflight import InFlight
 from carebench.patterns.stats import PatternStats
@@ -45,7 +45,7 @@ class RateLimitPattern:
     async def start(self) -> None:
         """Nothing to start."""
 
-    async def submit(self, query: Query) -> Patient:
+    async def submit(self, query: Query) -> Answer:
         check_admissible(query, self._closing)
         if not self.bucket.try_take():
             self.rate_limited += 1

@@ -13,7 +13,7 @@ from collections import deque
 from carebench.backends.base import Backend
 from carebench.errors import Rejected
 from carebench.loop_clock import LoopClock
-from carebench.models import Patient, Query
+from carebench.models import Answer, Query
 from carebench.patterns.base import PatternConfig, check_admissible, query_backend
 from carebench.patterns.inflight import InFlight
 from carebench.patterns.stats import PatternStats
@@ -50,7 +50,7 @@ class SemaphorePattern:
     async def start(self) -> None:
         """Nothing to start."""
 
-    async def submit(self, query: Query) -> Patient:
+    async def submit(self, query: Query) -> Answer:
         check_admissible(query, self._closing)
         await self._acquire(query)
         try:

@@ -30,7 +30,7 @@ from carebench.errors import BackendError, ClientGone, DeadlineExceeded, Rejecte
 from carebench.limits.latency_tuner import LatencyTuner, percentile
 from carebench.limits.pid import PidController, clamp
 from carebench.loop_clock import LoopClock, RunningLoopClock
-from carebench.models import PRIORITIES, PRIORITY_RANK, Patient, Query
+from carebench.models import PRIORITIES, PRIORITY_RANK, Answer, Query
 from carebench.patterns.base import PatternConfig, await_until, check_admissible, query_backend
 from carebench.patterns.inflight import InFlight
 from carebench.patterns.priority import ClassQueue
@@ -151,7 +151,7 @@ class ShedderPattern:
         self._loop = asyncio.get_running_loop()
         self._last_tick = self._clock.now()
 
-    async def submit(self, query: Query) -> Patient:
+    async def submit(self, query: Query) -> Answer:
         loop = self._loop or asyncio.get_running_loop()
         check_admissible(query, self._closing, loop)
         now = self._clock.now()

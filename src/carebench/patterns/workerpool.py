@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from carebench.backends.base import Backend
 from carebench.errors import ClientGone, Rejected
 from carebench.loop_clock import LoopClock
-from carebench.models import PRIORITY_RANK, Patient, Query
+from carebench.models import PRIORITY_RANK, Answer, Query
 from carebench.patterns.base import (
     PatternConfig,
     await_until,
@@ -50,7 +50,7 @@ class Job:
     """
 
     query: Query | None = None
-    future: asyncio.Future[Patient] | None = None
+    future: asyncio.Future[Answer] | None = None
     holders: int = 0
 
 
@@ -102,13 +102,13 @@ class WorkerPoolPattern:
             for i in range(self.config.workers)
         ]
 
-    async def submit(self, query: Query) -> Patient:
+    async def submit(self, query: Query) -> Answer:
         loop = self._loop or asyncio.get_running_loop()
         check_admissible(query, self._closing, loop)
         slot = self._idle_slot()
         if slot is not None:
             return await self._run_in_slot(query, slot, loop)
-        future: asyncio.Future[Patient] = loop.create_future()
+        future: asyncio.Future[Answer] = loop.create_future()
         job = self._make_job(query, future)
         try:
             if not self._dispatch(job, PRIORITY_RANK[query.priority]):
@@ -130,7 +130,7 @@ class WorkerPoolPattern:
 
     async def _run_in_slot(
         self, query: Query, slot: asyncio.Future[Job | None], loop: asyncio.AbstractEventLoop
-    ) -> Patient:
+    ) -> Answer:
         """Run the query in the caller's task on a borrowed worker slot, then give it back."""
         if query.is_client_gone():
             self.skipped_client_gone += 1
@@ -235,7 +235,7 @@ class WorkerPoolPattern:
             elapsed = loop.time() - started
             self._service_time += SERVICE_TIME_SMOOTHING * (elapsed - self._service_time)
 
-    def _make_job(self, query: Query, future: asyncio.Future[Patient]) -> Job:
+    def _make_job(self, query: Query, future: asyncio.Future[Answer]) -> Job:
         return Job(query, future, holders=1)
 
     def _release(self, job: Job) -> None:

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TypeVar
 
 from carebench.backends.base import Backend, BackendHealth, BackendStats, BreakerStats
 from carebench.errors import BackendError, Rejected
 from carebench.loop_clock import LoopClock, RunningLoopClock
-from carebench.models import Patient
+from carebench.models import ClinicalRecord, Patient
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 DEADLINE_TOLERANCE = 0.001
+T = TypeVar("T")
 
 
 class CircuitBreaker:
@@ -116,12 +120,28 @@ class BreakerBackend:
         self._loop_clock = loop_clock or RunningLoopClock()
 
     async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
+        return await self._guarded(partial(self._inner.get_patient, patient_id, deadline), deadline)
+
+    async def get_patients(
+        self, patient_ids: Sequence[str], deadline: float | None = None
+    ) -> tuple[Patient, ...]:
+        return await self._guarded(
+            partial(self._inner.get_patients, patient_ids, deadline), deadline
+        )
+
+    async def get_clinical_record(
+        self, patient_id: str, deadline: float | None = None
+    ) -> ClinicalRecord:
+        call = partial(self._inner.get_clinical_record, patient_id, deadline)
+        return await self._guarded(call, deadline)
+
+    async def _guarded(self, call: Callable[[], Awaitable[T]], deadline: float | None) -> T:
         ticket = self.breaker.admit()
         if ticket is None:
             wait = math.ceil(self.breaker.retry_after()) or 1
             raise Rejected("circuit breaker open: the database is failing", retry_after=wait)
         try:
-            patient = await self._inner.get_patient(patient_id, deadline)
+            answer = await call()
         except BackendError:
             self.breaker.record_failure(ticket)
             raise
@@ -132,7 +152,7 @@ class BreakerBackend:
             self.breaker.release(ticket)
             raise
         self.breaker.record_success(ticket)
-        return patient
+        return answer
 
     def _cancelled(self, ticket: str, deadline: float | None) -> None:
         # Cut off at the request's deadline: the database was too slow, which is a failure

@@ -4,7 +4,9 @@ past the request's deadline."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.stop import stop_base
@@ -13,11 +15,12 @@ from tenacity.wait import wait_random_exponential
 from carebench.backends.base import Backend, BackendHealth, BackendStats
 from carebench.errors import BackendError
 from carebench.loop_clock import LoopClock, RunningLoopClock
-from carebench.models import Patient
+from carebench.models import ClinicalRecord, Patient
 
 #: Backoff: attempt k waits uniform(0, min(MAX, BASE * 2**(k-1))) seconds (AWS "full jitter").
 BACKOFF_BASE = 0.025
 BACKOFF_MAX = 1.0
+T = TypeVar("T")
 
 
 class _StopBeforeDeadline(stop_base):
@@ -52,6 +55,22 @@ class RetryingBackend:
         self.gave_up = 0
 
     async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
+        return await self._retried(partial(self._inner.get_patient, patient_id, deadline), deadline)
+
+    async def get_patients(
+        self, patient_ids: Sequence[str], deadline: float | None = None
+    ) -> tuple[Patient, ...]:
+        return await self._retried(
+            partial(self._inner.get_patients, patient_ids, deadline), deadline
+        )
+
+    async def get_clinical_record(
+        self, patient_id: str, deadline: float | None = None
+    ) -> ClinicalRecord:
+        call = partial(self._inner.get_clinical_record, patient_id, deadline)
+        return await self._retried(call, deadline)
+
+    async def _retried(self, call: Callable[[], Awaitable[T]], deadline: float | None) -> T:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retries + 1)
             | _StopBeforeDeadline(deadline, self._loop_clock),
@@ -64,7 +83,7 @@ class RetryingBackend:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._inner.get_patient(patient_id, deadline)
+                    return await call()
         except BackendError:
             self.gave_up += 1
             raise

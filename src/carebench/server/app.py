@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol, cast
 
 from carebench import __version__
 from carebench.backends.base import Backend
@@ -22,13 +23,22 @@ from carebench.errors import (
     RateLimited,
     Rejected,
 )
+from carebench.fhir import api as fhir_api
+from carebench.fhir.api import FhirApi
 from carebench.metrics.document import MetricsDocument
 from carebench.metrics.process import process_stats
 from carebench.metrics.prometheus import CONTENT_TYPE, CarebenchCollector, build_registry, render
 from carebench.metrics.requests import RequestMetrics
-from carebench.models import DEFAULT_CLASS_TIMEOUTS, PRIORITY_RANK, Query, is_valid_patient_id
+from carebench.models import (
+    DEFAULT_CLASS_TIMEOUTS,
+    PRIORITY_RANK,
+    Answer,
+    Patient,
+    Query,
+    is_valid_patient_id,
+)
 from carebench.patterns.base import Pattern
-from carebench.responses import encode_error
+from carebench.responses import ResponseEncoder, encode_error
 from carebench.server import openapi
 from carebench.server.gc_tuning import settle_after_startup
 from carebench.server.http import (
@@ -46,6 +56,7 @@ log = logging.getLogger("carebench.server")
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 PATIENTS_PATH = "/api/v1/patients"
+FHIR_PREFIX = fhir_api.FHIR_BASE + "/"
 
 #: Nginx's code for "client closed request": logged and counted, never sent.
 CLIENT_CLOSED = 499
@@ -74,6 +85,8 @@ class CareBenchApp:
         self._registry = build_registry(
             CarebenchCollector(self.metrics, pattern.stats, backend.stats)
         )
+        self._legacy = LegacyReply(pattern.encoder)
+        self._fhir = FhirApi(self._serve, self.metrics.record, time.strftime("%Y-%m-%d"))
         self._routes: dict[str, Handler] = {
             PATIENTS_PATH: self._patients,
             "/health": self._health,
@@ -81,6 +94,8 @@ class CareBenchApp:
             "/": self._index,
             openapi.OPENAPI_PATH: self._openapi,
         }
+        # The FHIR routes as documented; the paths with an id reach it by their prefix.
+        self._routes.update(dict.fromkeys(fhir_api.PATHS, self._fhir))
         if enable_profiling:
             from carebench.server.profiling import LiveProfiler
 
@@ -108,9 +123,11 @@ class CareBenchApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self._routes.get(scope["path"])
+        if handler is None and scope["path"].startswith(FHIR_PREFIX):
+            handler = self._fhir  # FHIR answers its own 404s and 405s, as OperationOutcomes
         if handler is None:
             await _error(send, 404, f"not found: {scope['path']}", _request_id(scope["headers"]))
-        elif scope["method"] != "GET":
+        elif scope["method"] != "GET" and handler is not self._fhir:
             await _error(
                 send,
                 405,
@@ -133,28 +150,43 @@ class CareBenchApp:
             )
             await self._invalid(send, message, request_id, started)
             return
+        query = Query(patient_id, 0.0, request_id)
+        await self._serve(scope, receive, send, query, self._legacy, started)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        query: Query,
+        reply: Reply,
+        started: float,
+    ) -> None:
+        """Run a valid lookup through the pattern and answer it with `reply`: the one path of
+        every patient request (legacy and FHIR), from its priority to its metrics."""
         # Absent is standard; present but empty is as invalid as any other unknown class.
         priority = header_value(scope["headers"], b"x-request-priority")
         if priority is None:
             priority = "standard"
         if priority not in PRIORITY_RANK:
             message = f"invalid X-Request-Priority {priority!r}: use critical, standard or batch"
-            await self._invalid(send, message, request_id, started)
+            await reply.error(send, 400, message, query.request_id)
+            self.metrics.record("invalid", time.perf_counter() - started, 400)
             return
         loop = self._loop or asyncio.get_running_loop()
-        deadline = self.deadlines[priority]
-        query = Query(patient_id, loop.time() + deadline, request_id, priority)
+        query.priority = priority
+        query.deadline = loop.time() + self.deadlines[priority]
         # uvicorn's receive() belongs to a cycle object whose `disconnected` flag a worker can
         # read when it dequeues the request; other servers need a task awaiting receive()
         # (a task per request costs ~20 % of the app's throughput, measured).
         connection = getattr(receive, "__self__", None)
         if hasattr(connection, "disconnected"):
             query.connection = connection
-            outcome, status = await self._answer(query, send)
+            outcome, status = await self._answer(query, send, reply)
         else:
             watcher = loop.create_task(_watch_disconnect(receive, query))
             try:
-                outcome, status = await self._answer(query, send)
+                outcome, status = await self._answer(query, send, reply)
             finally:
                 watcher.cancel()
         self.metrics.record(outcome, time.perf_counter() - started, status)
@@ -163,30 +195,30 @@ class CareBenchApp:
         await _error(send, 400, message, request_id)
         self.metrics.record("invalid", time.perf_counter() - started, 400)
 
-    async def _answer(self, query: Query, send: Send) -> tuple[str, int]:
+    async def _answer(self, query: Query, send: Send, reply: Reply) -> tuple[str, int]:
         """Run the query through the pattern and send the response; (outcome, status)."""
         request_id = query.request_id
         try:
-            patient = await self.pattern.submit(query)
+            answer = await self.pattern.submit(query)
         except Rejected as rejected:
             # A rate limit is 429 (slow down); lack of capacity is 503 (try later).
             limited = isinstance(rejected, RateLimited)
             status, what = (429, "rate limited") if limited else (503, "rejected")
             retry = str(max(1, math.ceil(rejected.retry_after))).encode()
             headers = [(b"retry-after", retry)]
-            await _error(send, status, f"{what}: {rejected.reason}", request_id, headers)
+            await reply.error(send, status, f"{what}: {rejected.reason}", request_id, headers)
             return "rejected", status
         except DeadlineExceeded:
             budget = self.deadlines[query.priority]
-            await _error(
+            await reply.error(
                 send, 504, f"deadline exceeded ({budget:g}s, {query.priority})", request_id
             )
             return "timeout", 504
         except BackendError as failure:
-            await _error(send, 500, f"database error: {failure}", request_id)
+            await reply.error(send, 500, f"database error: {failure}", request_id)
             return "error", 500
         except PatientNotFound:
-            await _error(send, 404, f"patient not found: {query.patient_id}", request_id)
+            await reply.error(send, 404, f"patient not found: {query.patient_id}", request_id)
             return "invalid", 404
         except ClientGone:
             return "cancelled", CLIENT_CLOSED
@@ -195,14 +227,15 @@ class CareBenchApp:
                 raise
             # The drain ran out (or a second signal came) with this request running: an
             # answer the client can retry, instead of uvicorn's 500 and a traceback.
-            await _error(send, 503, "server shutting down", request_id, [(b"retry-after", b"1")])
+            await reply.error(
+                send, 503, "server shutting down", request_id, [(b"retry-after", b"1")]
+            )
             return "rejected", 503
         except Exception:
             log.exception("unexpected failure serving request %s", request_id)
-            await _error(send, 500, "internal error", request_id)
+            await reply.error(send, 500, "internal error", request_id)
             return "error", 500
-        body = self.pattern.encoder.encode_patient(patient, request_id)
-        await send_body(send, 200, body, request_id)
+        await reply.answer(send, query, answer)
         if query.is_client_gone():
             # Gone before the answer could be written (the server dropped it): not a success.
             return "cancelled", CLIENT_CLOSED
@@ -327,6 +360,43 @@ class CareBenchApp:
         self.started = False
         if self.on_shutdown is not None:
             self.on_shutdown()
+
+
+class Reply(Protocol):
+    """How a patient lookup is answered: the legacy JSON shape, or FHIR (fhir.api.FhirReply)."""
+
+    async def error(
+        self,
+        send: Send,
+        status: int,
+        message: str,
+        request_id: str,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None: ...
+
+    async def answer(self, send: Send, query: Query, answer: Answer) -> None: ...
+
+
+class LegacyReply:
+    """`/api/v1/patients`: the reference's `{success, patient, ...}` body and error shape."""
+
+    def __init__(self, encoder: ResponseEncoder) -> None:
+        self._encoder = encoder
+
+    async def error(
+        self,
+        send: Send,
+        status: int,
+        message: str,
+        request_id: str,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        await _error(send, status, message, request_id, extra_headers)
+
+    async def answer(self, send: Send, query: Query, answer: Answer) -> None:
+        # A READ query (the legacy endpoint's only lookup) is answered with its patient.
+        body = self._encoder.encode_patient(cast(Patient, answer), query.request_id)
+        await send_body(send, 200, body, query.request_id)
 
 
 async def _watch_disconnect(receive: Receive, query: Query) -> None:

@@ -18,6 +18,8 @@ import msgspec
 
 from carebench import __version__
 from carebench.backends.base import BackendHealth
+from carebench.fhir import api as fhir_api
+from carebench.fhir import resources as fhir
 from carebench.metrics.document import MetricsDocument
 from carebench.metrics.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from carebench.models import PATIENT_ID_CHARACTERS, PATIENT_ID_MAX_LENGTH, PRIORITIES
@@ -30,6 +32,7 @@ PROFILE_PATH = "/debug/profile"
 METRICS_FORMATS = ("json", "prometheus")
 
 JSON = "application/json"
+FHIR_JSON = "application/fhir+json"
 SCHEMAS = "#/components/schemas/{name}"
 #: `utc_timestamp()`: RFC 3339, UTC, microseconds.
 TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$"
@@ -59,7 +62,16 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _schemas() -> dict[str, Any]:
-    bodies = (PatientResponse, ErrorResponse, HealthDocument, IndexDocument, MetricsDocument)
+    bodies = (
+        PatientResponse,
+        ErrorResponse,
+        HealthDocument,
+        IndexDocument,
+        MetricsDocument,
+        fhir.PatientResource,
+        fhir.Bundle,
+        fhir.OperationOutcome,
+    )
     _, schemas = msgspec.json.schema_components(bodies, ref_template=SCHEMAS)
     for schema in schemas.values():
         if "properties" in schema:
@@ -76,6 +88,12 @@ def _schemas() -> dict[str, Any]:
         schemas[name]["required"] = sorted(properties)
     schemas["PatientResponse"]["properties"]["patient"] = _ref("Patient")
     schemas["ErrorResponse"]["properties"]["error"] = {"type": "string", "minLength": 1}
+    schemas["CapabilityStatement"] = {
+        "type": "object",
+        "description": "FHIR R4 CapabilityStatement: Patient read, search by _id, $everything.",
+        "required": ["resourceType", "status", "date", "kind", "fhirVersion", "format", "rest"],
+        "properties": {"resourceType": {"const": "CapabilityStatement"}},
+    }
     return schemas
 
 
@@ -102,6 +120,19 @@ def _json(description: str, schema: dict[str, Any], **headers: Any) -> dict[str,
         "headers": {**RESPONSE_HEADERS, **headers},
         "content": {JSON: {"schema": schema}},
     }
+
+
+def _fhir(description: str, schema: dict[str, Any], **headers: Any) -> dict[str, Any]:
+    return {
+        "description": f"{description} (FHIR R4 JSON; the header says fhirVersion=4.0)",
+        "headers": {**RESPONSE_HEADERS, **headers},
+        "content": {FHIR_JSON: {"schema": schema}},
+    }
+
+
+def _outcome(description: str, retry_after: bool = False) -> dict[str, Any]:
+    """A FHIR error: an OperationOutcome whose issue type matches the status."""
+    return _fhir(description, _ref("OperationOutcome"), **(_RETRY_AFTER if retry_after else {}))
 
 
 def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
@@ -153,7 +184,7 @@ def _path_items(profiling: bool) -> dict[str, Any]:
         "in": "query",
         "schema": {"type": "string", "enum": list(METRICS_FORMATS), "default": "json"},
     }
-    return {
+    items = {
         "/api/v1/patients": _operation(
             "getPatient",
             "A patient record, through the server's concurrency pattern",
@@ -206,7 +237,81 @@ def _path_items(profiling: bool) -> dict[str, Any]:
                 )
             },
         ),
-    } | ({PROFILE_PATH: _profile_item()} if profiling else {})
+    }
+    fhir_items = _fhir_items(priority)
+    return items | fhir_items | ({PROFILE_PATH: _profile_item()} if profiling else {})
+
+
+def _fhir_items(priority: dict[str, Any]) -> dict[str, Any]:
+    """The FHIR R4 routes (carebench.fhir.api)."""
+    fhir_id = f"{PATIENT_ID_CHARACTERS}{{1,{PATIENT_ID_MAX_LENGTH}}}"
+    resource_id = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": "A FHIR resource id.",
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": PATIENT_ID_MAX_LENGTH,
+            "pattern": f"^{PATIENT_ID_CHARACTERS}+$",
+        },
+    }
+    ids = {
+        "name": "_id",
+        "in": "query",
+        "required": True,
+        "description": f"Comma-separated ids, at most {fhir.MAX_SEARCH_IDS}; repeats count once.",
+        "schema": {
+            "type": "string",
+            "pattern": f"^{fhir_id}(,{fhir_id}){{0,{fhir.MAX_SEARCH_IDS - 1}}}$",
+        },
+    }
+    lookup_errors = {
+        "429": _outcome("Refused by the rate limit", retry_after=True),
+        "500": _outcome("The database failed"),
+        "503": _outcome("Refused by the pattern (see getPatient)", retry_after=True),
+        "504": _outcome("The request's deadline (its priority class's timeout) passed"),
+    }
+    read = {
+        "200": _fhir("The Patient", _ref("PatientResource")),
+        "400": _outcome("Invalid id, or an unknown X-Request-Priority"),
+        "404": _outcome("No patient with this id (or no such path)"),
+        **lookup_errors,
+    }
+    return {
+        fhir_api.METADATA_PATH: _operation(
+            "getFhirMetadata",
+            "The FHIR CapabilityStatement: exactly what is served",
+            {"200": _fhir("The CapabilityStatement", _ref("CapabilityStatement"))},
+        ),
+        fhir_api.PATIENT_PATH: _operation(
+            "searchFhirPatient",
+            "FHIR search by _id: one backend query, a searchset Bundle of the matches",
+            {
+                "200": _fhir("A searchset Bundle with total and a self link", _ref("Bundle")),
+                "400": _outcome("Missing or invalid _id, another parameter, too many ids"),
+                **lookup_errors,
+            },
+            ids,
+            priority,
+        ),
+        f"{fhir_api.PATIENT_PATH}/{{id}}": _operation(
+            "readFhirPatient",
+            "FHIR read of a Patient, through the server's concurrency pattern",
+            read,
+            resource_id,
+            priority,
+        ),
+        f"{fhir_api.PATIENT_PATH}/{{id}}/$everything": _operation(
+            "fhirPatientEverything",
+            "FHIR $everything: the Patient, its Conditions (ICD-10-CM), MedicationStatements"
+            " and AllergyIntolerances, from one backend query",
+            {**read, "200": _fhir("A searchset Bundle", _ref("Bundle"))},
+            resource_id,
+            priority,
+        ),
+    }
 
 
 def _profile_item() -> Any:
