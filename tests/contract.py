@@ -10,6 +10,7 @@ fails). An unknown path must be the documented 404 and a method other than GET t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,7 +20,12 @@ from jsonschema import Draft202012Validator
 
 from carebench.server import openapi
 
-STATUSES = {"NotFound": 404, "MethodNotAllowed": 405}
+STATUSES = {
+    "NotFound": 404,
+    "MethodNotAllowed": 405,
+    "FhirNotFound": 404,
+    "FhirMethodNotAllowed": 405,
+}
 
 
 def document_for(routes: Mapping[str, Any]) -> dict[str, Any]:
@@ -33,10 +39,13 @@ def response_problems(
 ) -> list[str]:
     """What in `response` (to `method path`) the document does not allow; [] when it conforms."""
     status = response.status_code
+    path = documented_path(document, path)
     operation = document["paths"].get(path, {}).get(method.lower())
     if operation is None:
         # What every path answers outside the operations: components/responses.
         kind = "MethodNotAllowed" if path in document["paths"] else "NotFound"
+        if path.startswith("/fhir/"):
+            kind = f"Fhir{kind}"
         responses = {str(STATUSES[kind]): document["components"]["responses"][kind]}
     else:
         responses = operation["responses"]
@@ -48,9 +57,20 @@ def response_problems(
     if media is None:
         return [f"{status}: undocumented content type {content_type!r}"]
     problems = _header_problems(document, documented.get("headers", {}), response)
-    if content_type == openapi.JSON:
+    if content_type in (openapi.JSON, openapi.FHIR_JSON):
         problems += _body_problems(document, media["schema"], response)
     return problems
+
+
+def documented_path(document: dict[str, Any], path: str) -> str:
+    """The document's path (template) that `path` falls under; `path` itself when none."""
+    if path in document["paths"]:
+        return path
+    for template in document["paths"]:
+        pattern = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template))
+        if "{" in template and re.fullmatch(pattern, path):
+            return template
+    return path
 
 
 def _body_problems(

@@ -32,7 +32,8 @@ PROFILE_PATH = "/debug/profile"
 METRICS_FORMATS = ("json", "prometheus")
 
 JSON = "application/json"
-FHIR_JSON = "application/fhir+json"
+#: What the FHIR routes answer with, parameter included (R4's MIME type parameter).
+FHIR_JSON = fhir.CONTENT_TYPE.decode()
 SCHEMAS = "#/components/schemas/{name}"
 #: `utc_timestamp()`: RFC 3339, UTC, microseconds.
 TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$"
@@ -105,6 +106,7 @@ RESPONSE_HEADERS = {
         "schema": _ref("RequestId"),
     }
 }
+_ALLOW = {"Allow": {"required": True, "schema": {"const": "GET"}}}
 _RETRY_AFTER = {
     "Retry-After": {
         "description": "Whole seconds to wait before trying again.",
@@ -360,7 +362,8 @@ def document(routes: Iterable[str]) -> dict[str, Any]:
             "description": (
                 "Patient lookups through a concurrency pattern. Only GET is served: any other"
                 " method gets 405 with `Allow: GET` (components/responses/MethodNotAllowed),"
-                " an unknown path 404 (components/responses/NotFound)."
+                " an unknown path 404 (components/responses/NotFound); under /fhir both are"
+                " OperationOutcomes (FhirMethodNotAllowed, FhirNotFound)."
             ),
         },
         "paths": {path: item for path, item in items.items() if path in served},
@@ -371,10 +374,12 @@ def document(routes: Iterable[str]) -> dict[str, Any]:
                 "NotFound": _error("An unknown path (any method)"),
                 "MethodNotAllowed": {
                     **_error("Any method but GET on a known path"),
-                    "headers": {
-                        **RESPONSE_HEADERS,
-                        "Allow": {"required": True, "schema": {"const": "GET"}},
-                    },
+                    "headers": {**RESPONSE_HEADERS, **_ALLOW},
+                },
+                "FhirNotFound": _outcome("An unknown path under /fhir (any method)"),
+                "FhirMethodNotAllowed": {
+                    **_outcome("Any method but GET on a FHIR path"),
+                    "headers": {**RESPONSE_HEADERS, **_ALLOW},
                 },
             },
         },
