@@ -66,6 +66,7 @@ def documented_path(document: dict[str, Any], path: str) -> str:
     """The document's path (template) that `path` falls under; `path` itself when none."""
     if path in document["paths"]:
         return path
+    template: str
     for template in document["paths"]:
         pattern = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template))
         if "{" in template and re.fullmatch(pattern, path):

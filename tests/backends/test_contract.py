@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import NotRequired, get_origin, get_type_hints
 
+import pytest
+
 from carebench.backends.base import Backend, BackendHealth, BackendStats
-from carebench.backends.records import synthetic_patient
+from carebench.backends.records import synthetic_clinical, synthetic_patient
+from carebench.errors import PatientNotFound
 
 SAMPLE_IDS = ("P00000", "P00042", "P00299", "P12345")
 
@@ -61,3 +64,44 @@ async def test_close_twice_is_harmless(started_backend: Backend) -> None:
     await started_backend.close()
     await started_backend.close()
     assert started_backend.health()["backend"] == started_backend.name
+
+
+async def test_search_is_one_query_for_every_id_in_order(started_backend: Backend) -> None:
+    """get_patients answers several ids with one query, in the order asked, each record equal
+    to the simulator's; an id that is not there is left out (real databases only: the
+    simulator has every valid id)."""
+    ids = ["P00299", "P00000", "P12345", "P00042"]
+    before = started_backend.stats()["total_queries"]
+    patients = await started_backend.get_patients([*ids, "P99999"])
+    assert started_backend.stats()["total_queries"] == before + 1
+    found = ids if started_backend.name != "simulator" else [*ids, "P99999"]
+    assert list(patients) == [synthetic_patient(i) for i in found]
+    assert await started_backend.get_patients([]) == ()
+
+
+async def test_clinical_record_is_one_query_equal_to_the_simulators(
+    started_backend: Backend,
+) -> None:
+    """get_clinical_record gives the synthetic clinical record of the id (its patient, and
+    each diagnosis, medication and allergy with its detail, in order) in one query."""
+    for patient_id in SAMPLE_IDS:
+        before = started_backend.stats()["total_queries"]
+        record = await started_backend.get_clinical_record(patient_id)
+        assert started_backend.stats()["total_queries"] == before + 1
+        assert record == synthetic_clinical(patient_id)
+    records = await asyncio.gather(
+        *(started_backend.get_clinical_record(f"P{i:05d}") for i in range(0, 300, 13))
+    )
+    assert list(records) == [synthetic_clinical(f"P{i:05d}") for i in range(0, 300, 13)]
+
+
+async def test_unknown_patient_has_no_clinical_record(started_backend: Backend) -> None:
+    """A real database answers an id it does not hold with PatientNotFound, for the clinical
+    record as for the patient; the simulator makes up a record for every valid id."""
+    if started_backend.name == "simulator":
+        assert await started_backend.get_clinical_record("P99999") == synthetic_clinical("P99999")
+        return
+    with pytest.raises(PatientNotFound):
+        await started_backend.get_patient("P99999")
+    with pytest.raises(PatientNotFound):
+        await started_backend.get_clinical_record("P99999")

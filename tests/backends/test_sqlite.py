@@ -20,7 +20,7 @@ import pytest
 from carebench.backends import dataset
 from carebench.backends import sqlite as sqlite_backend
 from carebench.backends.config import BackendConfig
-from carebench.backends.records import synthetic_patient
+from carebench.backends.records import synthetic_clinical, synthetic_patient
 from carebench.backends.simulator import SimulatedBackend, SimulatorConfig
 from carebench.backends.sqlite import SqliteBackend, default_db_path
 from carebench.errors import BackendError, BackendUnavailable, PatientNotFound
@@ -354,3 +354,25 @@ def test_serve_from_an_empty_file_is_one_error_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert f"carebench db seed --backend sqlite --db-path {path}" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+async def test_file_seeded_before_the_detail_tables_is_completed_by_seeding(
+    tmp_path: Path,
+) -> None:
+    """A file from a carebench without the clinical detail tables counts as unseeded (so the
+    default file is seeded again, and another is refused with the seed command); seeding it
+    adds the detail rows of the patients already there, and $everything then reads them."""
+    path = tmp_path / "old.sqlite3"
+    sqlite_backend.seed_file(path, 20)
+    with closing(sqlite3.connect(path)) as db, db:
+        for detail, _ in dataset.DETAIL_TABLES.values():
+            db.execute(f"DROP TABLE {detail}")
+    assert sqlite_backend.count_patients(path) == 0
+    assert sqlite_backend.seed_file(path, 20) == 21
+    backend = SqliteBackend(path, SimulatorConfig(pool_size=1))
+    await backend.start()
+    try:
+        record = await backend.get_clinical_record("P00007")
+    finally:
+        await backend.close()
+    assert record == synthetic_clinical("P00007")

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.resource import Resource
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
 #: Required bindings (R4): resource type -> field -> allowed codes.
 REQUIRED_CODES: dict[str, dict[str, set[str]]] = {
@@ -47,12 +47,12 @@ ISSUE_TYPES = {
 CONDITION_CLINICAL = {"active", "recurrence", "relapse", "inactive", "remission", "resolved"}
 
 
-def validate(body: bytes | dict[str, Any]) -> Resource:
+def validate(body: bytes | dict[str, Any]) -> FHIRAbstractModel:
     """The body parsed by the model of its resourceType; AssertionError or a pydantic
     ValidationError when it is not a valid FHIR resource."""
     data = json.loads(body) if isinstance(body, bytes) else body
     model = get_fhir_model_class(data["resourceType"])
-    resource: Resource = model.model_validate(data)
+    resource = model.model_validate(data)
     _check_codes(data)
     for entry in data.get("entry", []):
         _check_codes(entry["resource"])
