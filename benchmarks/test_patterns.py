@@ -346,6 +346,9 @@ class NullTransport:
     def write(self, data: bytes) -> None:
         return None
 
+    def is_closing(self) -> bool:
+        return False
+
 
 def metrics_record() -> Callable[[], None]:
     metrics = RequestMetrics("workerpool")
@@ -357,11 +360,15 @@ def encode_patient() -> Callable[[], bytes]:
     return lambda: encoder.encode_patient(patient, "5f0c2a9e1b7d-0000002a")
 
 
+def client_gone() -> None:
+    return None
+
+
 def head_and_body_write() -> Callable[[], None]:
     real: Any = NullTransport()
 
     def respond() -> None:
-        transport = HeadHoldingTransport(real)
+        transport = HeadHoldingTransport(real, client_gone)
         transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
         transport.write(b"hello")
 
