@@ -250,6 +250,7 @@ def closed(payload: bytes, outcome: Outcome) -> None:
 def half_close(sock: socket.socket, payload: bytes, bystander: Bystander) -> None:
     send(sock, payload)
     sock.shutdown(socket.SHUT_WR)
+    bystander.get()
 
 
 def slowloris(sock: socket.socket, payload: bytes, bystander: Bystander) -> None:
