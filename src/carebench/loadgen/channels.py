@@ -14,12 +14,14 @@ from carebench.errors import (
     RateLimited,
     Rejected,
 )
+from carebench.fhir import resources as fhir
 from carebench.loadgen.client import HttpConnection, ResponseCallback
+from carebench.loadgen.endpoints import ENDPOINTS
 from carebench.loadgen.results import REJECTION_STATUSES
-from carebench.models import Patient, Query
+from carebench.models import EVERYTHING, READ, SEARCH, Answer, ClinicalRecord, Patient, Query
 from carebench.patterns.base import Pattern
 
-PATIENTS_PATH = "/api/v1/patients?id="
+PATIENTS_PATH = ENDPOINTS["legacy"].prefix
 #: Encoded requests a channel keeps (a bound for runs over many distinct ids).
 CACHED_REQUESTS = 4096
 
@@ -46,10 +48,11 @@ class Channel(Protocol):
 class HttpChannel:
     """A keep-alive HTTP/1.1 connection to the server, reopened when it breaks."""
 
-    def __init__(self, host: str, port: int, base_path: str = "") -> None:
+    def __init__(self, host: str, port: int, base_path: str = "", endpoint: str = "legacy") -> None:
         self._host = host
         self._port = port
-        self._prefix = base_path + PATIENTS_PATH
+        self._prefix = base_path + ENDPOINTS[endpoint].prefix
+        self._suffix = ENDPOINTS[endpoint].suffix
         self._connection: HttpConnection | None = None
         #: Encoded requests without a priority, by patient id (ids repeat: fixed, uniform:N).
         self._requests: dict[str, bytes] = {}
@@ -61,7 +64,7 @@ class HttpChannel:
             connection = self._connection = await self._open()
         if priority:
             headers = {"X-Request-Priority": priority}
-            request = connection.encode_get(self._prefix + patient_id, headers)
+            request = connection.encode_get(self._prefix + patient_id + self._suffix, headers)
         else:
             request = self._requests.get(patient_id) or self._encode(connection, patient_id)
         waiter = connection.send(request)
@@ -101,7 +104,7 @@ class HttpChannel:
             return False
         if priority:
             headers = {"X-Request-Priority": priority}
-            request = connection.encode_get(self._prefix + patient_id, headers)
+            request = connection.encode_get(self._prefix + patient_id + self._suffix, headers)
         else:
             request = self._requests.get(patient_id) or self._encode(connection, patient_id)
         connection.send_then(request, on_done)
@@ -110,7 +113,8 @@ class HttpChannel:
     def _encode(self, connection: HttpConnection, patient_id: str) -> bytes:
         if len(self._requests) >= CACHED_REQUESTS:
             self._requests.clear()
-        request = self._requests[patient_id] = connection.encode_get(self._prefix + patient_id)
+        path = self._prefix + patient_id + self._suffix
+        request = self._requests[patient_id] = connection.encode_get(path)
         return request
 
     def reset(self) -> None:
@@ -128,16 +132,23 @@ class InProcessChannel:
     The body is still encoded, so the pattern's encoder (pooled or not) is part of the cost.
     """
 
-    def __init__(self, pattern: Pattern, deadlines: dict[str, float]) -> None:
+    def __init__(
+        self, pattern: Pattern, deadlines: dict[str, float], endpoint: str = "legacy"
+    ) -> None:
         self._pattern = pattern
         self._deadlines = deadlines
+        self._lookup = ENDPOINTS[endpoint].lookup
+        #: The legacy body, or FHIR's: what the server would encode for this endpoint.
+        self._fhir = endpoint != "legacy"
         self.retry_after = 0.0
 
     async def fetch(self, patient_id: str, priority: str | None = None) -> int:
         loop = asyncio.get_running_loop()
         priority = priority or "standard"
         deadline = loop.time() + self._deadlines[priority]
-        query = Query(patient_id, deadline, "inprocess", priority)
+        query = Query(patient_id, deadline, "inprocess", priority, lookup=self._lookup)
+        if self._lookup == SEARCH:
+            query.patient_ids = (patient_id,)
         self.retry_after = 0.0
         try:
             patient = await self._pattern.submit(query)
@@ -155,9 +166,19 @@ class InProcessChannel:
             return 404
         except ClientGone:
             return 499
-        # A READ query (the default lookup) is answered with its patient.
-        self._pattern.encoder.encode_patient(cast(Patient, patient), query.request_id)
+        self._encode(patient, query.request_id)
         return 200
+
+    def _encode(self, answer: Answer, request_id: str) -> bytes:
+        if not self._fhir:
+            # A READ query (the legacy endpoint's lookup) is answered with its patient.
+            return self._pattern.encoder.encode_patient(cast(Patient, answer), request_id)
+        if self._lookup == READ:
+            return fhir.encode_patient(cast(Patient, answer))
+        base = "http://inprocess/fhir"
+        if self._lookup == EVERYTHING:
+            return fhir.encode_everything(cast(ClinicalRecord, answer), base, base)
+        return fhir.encode_search(cast(tuple[Patient, ...], answer), base, base)
 
     def reset(self) -> None:
         """Nothing to reconnect."""

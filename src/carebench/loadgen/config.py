@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from carebench.errors import ConfigError
+from carebench.loadgen.endpoints import ENDPOINTS
 from carebench.loadgen.ids import parse_ids
 from carebench.loadgen.priorities import parse_priorities
 from carebench.loadgen.stages import LoadShape, StagesError, parse_stages
@@ -15,7 +16,7 @@ LOOPS = ("closed", "open")
 ARRIVALS = ("constant", "poisson")
 MODES = ("http", "inprocess")
 #: How each simulated client behaves: the LoadConfig settings a sweep shares.
-CLIENT_SETTINGS = ("timeout", "ids", "priorities", "honor_retry_after")
+CLIENT_SETTINGS = ("timeout", "ids", "priorities", "honor_retry_after", "endpoint")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,14 @@ class LoadConfig:
         "(otherwise it re-sends at once, as the reference's load test does)",
         SWITCH,
     )
+    endpoint: str = setting(
+        "legacy",
+        "--endpoint",
+        "what each request asks for: legacy (/api/v1/patients?id=), fhir-read "
+        "(/fhir/Patient/ID), fhir-search (/fhir/Patient?_id=ID), fhir-everything "
+        "(/fhir/Patient/ID/$everything)",
+        choices=tuple(ENDPOINTS),
+    )
     #: Set from the server's --seed, so one seed makes the whole run reproducible.
     seed: int | None = None
 
@@ -89,6 +98,7 @@ class LoadConfig:
             raise ConfigError(f"--warmup ({self.warmup:g}) must be >= 0 seconds")
         parse_ids(self.ids)
         parse_priorities(self.priorities)
+        check_choice("--endpoint", "endpoint", self.endpoint, ENDPOINTS)
 
     def _take_duration_from_stages(self) -> None:
         if self.rate is not None or self.duration is not None:

@@ -139,7 +139,8 @@ def _run_one(label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
 
 async def _drive_http(url: str, label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
     host, port, base = parse_url(url)
-    channels = [HttpChannel(host, port, base) for _ in range(plan.load.connections)]
+    endpoint = plan.load.endpoint
+    channels = [HttpChannel(host, port, base, endpoint) for _ in range(plan.load.connections)]
     probe = HttpMetricsProbe(host, port, base)
 
     async def read_faults() -> Any:
@@ -160,7 +161,10 @@ async def _drive_in_process(label: str, plan: RunPlan, progress: Progress) -> Lo
     pattern = create_pattern(label, backend, setup.patterns)
     await pattern.start()
     deadlines = setup.server.class_timeouts
-    channels = [InProcessChannel(pattern, deadlines) for _ in range(plan.load.connections)]
+    channels = [
+        InProcessChannel(pattern, deadlines, plan.load.endpoint)
+        for _ in range(plan.load.connections)
+    ]
 
     async def read_faults() -> Any:
         return backend.stats().get("faults")
