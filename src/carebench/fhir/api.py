@@ -56,7 +56,7 @@ class FhirReply:
         body = resources.encode_outcome(status, message)
         await send_body(send, status, body, request_id, resources.CONTENT_TYPE, extra_headers)
 
-    async def answer(self, send: Send, query: Query, answer: Answer) -> None:
+    def answer(self, send: Send, query: Query, answer: Answer) -> Awaitable[None]:
         lookup = query.lookup
         if lookup == SEARCH:
             body = resources.encode_search(
@@ -68,7 +68,7 @@ class FhirReply:
             )
         else:
             body = resources.encode_patient(cast(Patient, answer))
-        await send_body(send, 200, body, query.request_id, resources.CONTENT_TYPE)
+        return send_body(send, 200, body, query.request_id, resources.CONTENT_TYPE)
 
 
 #: Reads and errors need no URLs: one reply serves them all.

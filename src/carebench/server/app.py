@@ -138,7 +138,8 @@ class CareBenchApp:
         else:
             await handler(scope, receive, send)
 
-    async def _patients(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _patients(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function handing back the coroutine to await: no extra frame per request.
         started = time.perf_counter()
         request_id = _request_id(scope["headers"])
         patient_id = _query_param(scope, b"id")
@@ -148,10 +149,9 @@ class CareBenchApp:
                 if not patient_id
                 else "invalid patient id: must match [A-Za-z0-9-.]{1,64}"
             )
-            await self._invalid(send, message, request_id, started)
-            return
+            return self._invalid(send, message, request_id, started)
         query = Query(patient_id, 0.0, request_id)
-        await self._serve(scope, receive, send, query, self._legacy, started)
+        return self._serve(scope, receive, send, query, self._legacy, started)
 
     async def _serve(
         self,
@@ -374,7 +374,9 @@ class Reply(Protocol):
         extra_headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None: ...
 
-    async def answer(self, send: Send, query: Query, answer: Answer) -> None: ...
+    def answer(self, send: Send, query: Query, answer: Answer) -> Awaitable[None]:
+        """Send the 200 (a plain function handing back the coroutine: one frame less)."""
+        ...
 
 
 class LegacyReply:
@@ -393,10 +395,10 @@ class LegacyReply:
     ) -> None:
         await _error(send, status, message, request_id, extra_headers)
 
-    async def answer(self, send: Send, query: Query, answer: Answer) -> None:
+    def answer(self, send: Send, query: Query, answer: Answer) -> Awaitable[None]:
         # A READ query (the legacy endpoint's only lookup) is answered with its patient.
         body = self._encoder.encode_patient(cast(Patient, answer), query.request_id)
-        await send_body(send, 200, body, query.request_id)
+        return send_body(send, 200, body, query.request_id)
 
 
 async def _watch_disconnect(receive: Receive, query: Query) -> None:
