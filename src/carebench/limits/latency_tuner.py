@@ -39,8 +39,8 @@ def percentile(samples: Sequence[float], fraction: float) -> float:
 @dataclass(slots=True)
 class LatencyTuner:
     """Defaults: windows of 50 samples (or 10 updates with at least 10), p90 smoothed with
-    weight 0.3, a baseline over the last 300 windows, tolerance 0.1 + 1/sqrt(limit) (0.55 at
-    5, 0.32 at 20, 0.2 at 100), growth by 5 % of the limit (at least 1) per window."""
+    weight 0.3, a baseline over the last 300 windows, tolerance 0.05 + 0.5/sqrt(limit) (0.27
+    at 5, 0.16 at 20, 0.1 at 100), growth by 5 % of the limit (at least 1) per window."""
 
     initial: int = 20
     min_limit: int = 2
@@ -82,7 +82,7 @@ class LatencyTuner:
 
     def tolerance(self) -> float:
         """How much the p90 may exceed the baseline before the limit shrinks."""
-        return 0.1 + 1.0 / math.sqrt(self._limit)
+        return 0.05 + 0.5 / math.sqrt(self._limit)
 
     def record(self, latency: float) -> None:
         """One completed request's service time (seconds)."""

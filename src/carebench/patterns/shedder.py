@@ -52,7 +52,7 @@ MAX_PRESSURE = math.log(1000.0)
 #: The queue holds at most this many target delays' worth of work (by Little's law, from the
 #: mean service time and the limit), so a burst admitted before the controller reacts cannot
 #: make anyone wait much longer than the target; `--queue-size` stays the hard bound.
-QUEUE_BOUND = 3.0
+QUEUE_BOUND = 2.0
 #: Weight of the newest interval in the class mix the threshold is read from.
 MIX_SMOOTHING = 0.2
 #: Queue waits kept per interval for its p90 (the rest of a busy interval is not needed).
