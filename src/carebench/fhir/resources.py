@@ -8,7 +8,7 @@ costs about what the legacy read does; benchmarks/fhir_cost.py measures it).
 
 from __future__ import annotations
 
-import uuid
+import hashlib
 
 import msgspec
 
@@ -28,8 +28,6 @@ _TERMINOLOGY = "http://terminology.hl7.org/CodeSystem/"
 MRN_SYSTEM = "urn:carebench:mrn"
 #: The most ids one `_id` search may name: a search is one backend query, kept bounded.
 MAX_SEARCH_IDS = 100
-#: Deterministic ids of the clinical resources: uuid5(patient id / kind / position).
-_CLINICAL_NAMESPACE = uuid.UUID("5b0d0a4e-3f4c-5d1b-9a55-4f2f4b0c7e21")
 
 #: Display names of the ICD-10-CM codes the synthetic records use (public code list).
 ICD10_DISPLAY = {
@@ -201,7 +199,14 @@ def patient_resource(patient: Patient) -> PatientResource:
 
 
 def _clinical_id(patient_id: str, kind: str, position: int) -> str:
-    return str(uuid.uuid5(_CLINICAL_NAMESPACE, f"{patient_id}/{kind}/{position}"))
+    """A UUID named by (patient id, resource type, position): RFC 9562's version 8 over a
+    BLAKE2b digest, 4x cheaper than uuid5 (SHA-1 and a UUID object), same everywhere."""
+    name = f"{patient_id}/{kind}/{position}".encode()
+    digest = bytearray(hashlib.blake2b(name, digest_size=16).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def condition_resource(patient_id: str, position: int, item: ConditionRecord) -> ConditionResource:
