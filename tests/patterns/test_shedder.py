@@ -9,7 +9,9 @@ import random
 from collections import Counter
 from collections.abc import Awaitable
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from carebench.backends.base import Backend
 from carebench.backends.records import synthetic_patient
@@ -26,6 +28,7 @@ from carebench.patterns.shedder import (
     ShedderPattern,
     cohorts_to_shed,
 )
+from carebench.server.process import ServerProcess
 from tests.fakes import GatedBackend, id_of
 from tests.patterns.conftest import query
 
@@ -335,3 +338,43 @@ def test_bad_settings_are_refused(overrides: dict[str, float], message: str) -> 
     """Each shedder setting is checked and the error names the flag."""
     with pytest.raises(ConfigError, match=message):
         PatternConfig(**overrides)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+async def test_real_server_sheds_batch_first_and_exports_it() -> None:
+    """`serve --pattern shedder` behind a slow query: once a request has queued for longer
+    than the target, a batch request that would queue is refused (503 + Retry-After) while
+    the queued ones are answered, and /metrics (JSON and Prometheus) shows the shedding."""
+    slow = ["--db-profile", "ideal", "--min-latency", "1000", "--max-latency", "1000"]
+    pinned = ["--limit", "1", "--shed-min-limit", "1", "--shed-max-limit", "1"]
+    args = ["--pattern", "shedder", "--error-rate", "0", "--quiet", *slow, *pinned]
+    with ServerProcess(args) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            first = [asyncio.create_task(client.get(f"/api/v1/patients?id=P{i}")) for i in range(2)]
+            await asyncio.sleep(0.5)  # P1 has now queued 25x the 20 ms target
+            batch = await client.get(
+                "/api/v1/patients?id=B1", headers={"X-Request-Priority": "batch"}
+            )
+            answered = await asyncio.gather(*first)
+            metrics = (await client.get("/metrics")).json()
+            prometheus = (await client.get("/metrics?format=prometheus")).text
+    assert [response.status_code for response in answered] == [200, 200]
+    assert batch.status_code == 503
+    assert int(batch.headers["retry-after"]) >= 1
+    assert "shedding batch" in batch.json()["error"]
+    state = metrics["pattern_state"]
+    assert state["name"] == "shedder"
+    assert state["shed_by_class"] == {"critical": 0, "standard": 0, "batch": 1}
+    assert state["shed_by_threshold"] == metrics["rejected_requests"] == 1
+    assert state["shed_fraction"] > 0.5
+    assert state["shedding_by_class"]["batch"] == 1.0
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(prometheus)
+        for sample in family.samples
+        if sample.labels.get("pattern") == "shedder"
+    }
+    assert samples["carebench_shed_by_threshold_total"] == 1
+    assert samples["carebench_shed_fraction"] == pytest.approx(state["shed_fraction"])
+    assert samples["carebench_target_delay_seconds"] == pytest.approx(0.02)
+    assert samples["carebench_concurrency_limit"] == 1
