@@ -9,8 +9,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from carebench.backends.config import BackendConfig
+from carebench.backends.dataset import DETAIL_TABLES
 from carebench.backends.pgcluster import LocalCluster, free_port
 from carebench.backends.postgres import PostgresBackend
+from carebench.backends.records import synthetic_clinical
 from carebench.backends.simulator import SimulatorConfig
 from carebench.errors import BackendUnavailable
 from tests.backends.pg_activity import observer, scratch_database
@@ -76,6 +79,26 @@ async def test_empty_tables(postgres_dsn: str) -> None:
             await admin.execute("CREATE TABLE patients (id TEXT PRIMARY KEY)")
         message = await start_error(dsn)
     assert "has no patients; run: carebench db seed --backend postgres" in message
+
+
+async def test_database_seeded_before_the_detail_tables(postgres_dsn: str) -> None:
+    """A database without the clinical detail tables (an older carebench's) is refused with
+    the seed command; seeding again adds them and $everything then reads them."""
+    async with scratch_database(postgres_dsn) as dsn:
+        config = BackendConfig("postgres", dsn=dsn)
+        await PostgresBackend.seed(config, 20)
+        async with observer(dsn) as admin:
+            for detail, _ in DETAIL_TABLES.values():
+                await admin.execute(f"DROP TABLE {detail}")
+        message = await start_error(dsn)
+        assert "seeded by an older carebench" in message and "carebench db seed" in message
+        assert await PostgresBackend.seed(config, 20) == 21
+        backend = PostgresBackend(dsn, SimulatorConfig(pool_size=1).resolved(real=True))
+        await backend.start()
+        try:
+            assert await backend.get_clinical_record("P00003") == synthetic_clinical("P00003")
+        finally:
+            await backend.close()
 
 
 async def test_pool_larger_than_the_server_allows(postgres_dsn: str) -> None:

@@ -53,23 +53,24 @@ def require_dsn(dsn: str | None) -> str:
 
 
 async def check_seeded(connection: Any, dsn: str) -> None:
-    """`BackendUnavailable` (saying how to seed) unless the patients table has rows."""
+    """`BackendUnavailable` (saying how to seed) unless the patients table has rows and the
+    clinical detail tables are there."""
     parts = dsn_parts(dsn)
+    where = f"database {parts.database!r} at {parts.where}"
     seed = f"run: carebench db seed --backend postgres --dsn {redact_dsn(dsn)}"
     try:
-        seeded = await connection.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM patients) AND EXISTS (SELECT 1 FROM condition_details)"
-        )
+        seeded = await connection.fetchval("SELECT EXISTS (SELECT 1 FROM patients)")
     except asyncpg.UndefinedTableError:
-        # No tables, or those of a carebench before the detail tables: seeding adds them.
-        raise BackendUnavailable(
-            f"database {parts.database!r} at {parts.where} has no carebench tables "
-            f"(or not all of them); {seed}"
-        ) from None
+        raise BackendUnavailable(f"{where} has no carebench tables; {seed}") from None
     if not seeded:
+        raise BackendUnavailable(f"{where} has no patients; {seed}")
+    try:
+        await connection.fetchval("SELECT EXISTS (SELECT 1 FROM condition_details)")
+    except asyncpg.UndefinedTableError:
         raise BackendUnavailable(
-            f"database {parts.database!r} at {parts.where} has no patients; {seed}"
-        )
+            f"{where} was seeded by an older carebench (no clinical detail tables); "
+            f"seeding again adds them: {seed.removeprefix('run: ')}"
+        ) from None
 
 
 def unavailable(problem: BaseException, dsn: str, pool_size: int | None = None) -> Exception:
