@@ -231,3 +231,46 @@ async def test_database_error_is_500(build: Build) -> None:
     assert issue_code(response, 500) == "exception"
     assert "database error" in response.json()["issue"][0]["diagnostics"]
     assert app.metrics.snapshot()["error_requests"] == 1
+
+
+class LeavingClient:
+    """uvicorn's per-request object as the app sees it: a `disconnected` flag beside receive."""
+
+    def __init__(self) -> None:
+        self.disconnected = False
+        self.sent: list[Any] = []
+
+    async def receive(self) -> Any:
+        await asyncio.Event().wait()
+
+    async def send(self, message: Any) -> None:
+        self.sent.append(message)
+
+
+async def test_a_client_gone_while_queued_is_skipped(build: Build) -> None:
+    """A FHIR lookup whose client left while it waited in the queue never reaches the backend
+    and counts as cancelled (499), as on the legacy endpoint."""
+    backend = LookupBackend()
+    app, client = await build(backend=backend, config=PatternConfig(1, 1))
+    held = asyncio.create_task(client.get("/fhir/Patient/P1"))
+    await backend.wait_active(1)
+    leaving = LeavingClient()
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/fhir/Patient/P2/$everything",
+        "query_string": b"",
+        "headers": [],
+    }
+    queued = asyncio.create_task(app(scope, leaving.receive, leaving.send))
+    for _ in range(100):
+        if app.pattern.stats()["queued"] == 1:
+            break
+        await asyncio.sleep(0)
+    assert app.pattern.stats()["queued"] == 1
+    leaving.disconnected = True
+    backend.release()
+    fhir_body(await held, 200)
+    await queued
+    assert backend.calls == ["P1"] and leaving.sent == []
+    assert app.metrics.count("cancelled") == 1
