@@ -307,6 +307,14 @@ class CareBenchApp:
                     "GET /metrics": f"curl {base}/metrics",
                     "GET /metrics?format=prometheus": f"curl '{base}/metrics?format=prometheus'",
                     "GET /openapi.json": f"curl {base}{openapi.OPENAPI_PATH}",
+                    "GET /fhir/Patient/P12345": f"curl {base}/fhir/Patient/P12345",
+                    "GET /fhir/Patient?_id=P12345,P00001": (
+                        f"curl '{base}/fhir/Patient?_id=P12345,P00001'"
+                    ),
+                    "GET /fhir/Patient/P12345/$everything": (
+                        f"curl '{base}/fhir/Patient/P12345/$everything'"
+                    ),
+                    "GET /fhir/metadata": f"curl {base}/fhir/metadata",
                 },
             },
             _request_id(scope["headers"]),
