@@ -25,9 +25,13 @@ which differ between patterns (adaptive at 10x ends with 50-70 slow queries in f
 whole run's goodput is a figure. psutil samples the server's RSS every 0.1 s meanwhile.
 
 What must hold for a bounded pattern, and the margins chosen for a busy 2-core machine:
-- goodput at 10x >= 90 % of capacity (measured 0.94-1.05 at load 3, 0.93-1.11 at load 7-9),
+- goodput at 10x >= 90 % of capacity (measured 0.93-1.05 at load 2-3, 0.93-1.11 at load 7-9),
   and >= 75 % of the database's peak (measured 0.92-0.96; naive 0.66-0.68), since a pattern
-  whose bound lets the database collapse has collapsed at 3x already;
+  whose bound lets the database collapse has collapsed at 3x already. The windows hold ~100
+  and ~150 successes, and where they end cuts a few queries either way: ratios measured
+  0.94-1.05 (sd ~0.03) at load 2-3, so a run under a floor is measured once more on a fresh
+  server and the test fails when both are (a collapse is systematic; `attempts` and the first
+  attempt's ratio are figures);
 - the excess is refused: at least half the requests are rejections (~85 % offered over
   capacity), and nothing fails otherwise (no 5xx, no timeout);
 - p99 of rejections < 5 ms, as the server timed them (handler start to response sent): at most
@@ -36,10 +40,11 @@ What must hold for a bounded pattern, and the margins chosen for a busy 2-core m
   generator's own lag, as the issue asks. The client's latency of rejections from their actual
   send (open_loop.uncorrected_rejection_latency_ms) still holds both processes' scheduling on
   a shared machine (measured p99 50-125 ms at load 6 while the server saw under 0.4 % of its
-  rejections above 5 ms), so it is a figure, next to the generator's max lag and a flag when
-  that lag passed 5 ms itself. Requests a pattern sheds from its queue after a wait it is
-  designed to allow (codel: its --codel-target once the queue is congested, 5 ms) are not
-  refused at the door: they are counted (`queue_sheds`) and left out of the 1 %;
+  rejections above 5 ms; 2.5-6 ms at load 2), so it is a figure, next to the generator's max
+  lag and a flag when that lag passed 5 ms itself. Requests a pattern sheds from its queue
+  after a wait it is designed to allow (codel: its --codel-target once the queue is
+  congested, 5 ms) are not refused at the door: they are counted (`queue_sheds`) and left out
+  of the 1 %;
 - RSS growth over the overload stage <= RSS_BOUND_MIB (8 MiB), for the short and the long
   stage alike, so a long run also shows that it levels off: the peak over the median RSS of
   the last 0.5 s of the capacity stage (all 500 connections open by then).
@@ -131,6 +136,12 @@ class OverloadRun:
     @property
     def goodput_ratio(self) -> float:
         return self.goodput / self.capacity if self.capacity > 0 else 0.0
+
+    @property
+    def keeps_goodput(self) -> bool:
+        return (
+            self.goodput_ratio >= GOODPUT_FLOOR and self.goodput >= DATABASE_FLOOR * DATABASE_PEAK
+        )
 
     @property
     def door_refusals(self) -> int:
@@ -231,9 +242,14 @@ def overload(pattern: str, figures: Figures) -> OverloadRun:
 
 @pytest.mark.parametrize("pattern", bounded_patterns())
 def test_bounded_pattern_holds_at_ten_times_capacity(pattern: str, figures: Figures) -> None:
-    """At 10x capacity, open loop: goodput >= 90 % of capacity, the excess refused with a
-    server-timed p99 under 5 ms, nothing failing otherwise, RSS growth within its bound."""
+    """At 10x capacity, open loop: goodput >= 90 % of capacity (and 75 % of the database's
+    peak), the excess refused with a server-timed p99 under 5 ms, nothing failing otherwise,
+    RSS growth within its bound. A goodput under its floors is measured once more."""
     run = overload(pattern, figures)
+    attempts, first_ratio = 1, run.goodput_ratio
+    if not run.keeps_goodput:  # once more on a fresh server: the windows' jitter, or a collapse?
+        run, attempts = overload(pattern, figures), 2
+    figures.add(attempts=attempts, first_attempt_goodput_ratio=round(first_ratio, 3))
     seen, result = figures.values, run.result
     assert run.goodput_ratio >= GOODPUT_FLOOR, seen
     assert run.goodput >= DATABASE_FLOOR * DATABASE_PEAK, seen
