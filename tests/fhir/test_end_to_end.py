@@ -1,5 +1,6 @@
-"""The FHIR routes over a real socket: `carebench serve` on the simulator and on SQLite, each
-response validated with fhir.resources and compared with the backend's synthetic records."""
+"""The FHIR routes over a real socket: `carebench serve` on the simulator and on SQLite (and
+the simulator on granian), each response validated with fhir.resources and compared with the
+backend's synthetic records."""
 
 from __future__ import annotations
 
@@ -22,18 +23,22 @@ pytestmark = pytest.mark.slow
 NO_LATENCY = ["--min-latency", "0", "--max-latency", "0", "--error-rate", "0", "--quiet"]
 
 
-@pytest.fixture(scope="module", params=["simulator", "sqlite"])
+@pytest.fixture(scope="module", params=["simulator", "sqlite", "simulator on granian"])
 def running(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[ServerProcess, str]]:
-    """A running server on the parametrised backend (SQLite seeded with 50 patients)."""
-    args = ["--backend", request.param, *NO_LATENCY]
-    if request.param == "sqlite":
+    """A running server on the parametrised backend (SQLite seeded with 50 patients), on
+    uvicorn unless granian is named (its app sees no `disconnected` flag)."""
+    backend, _, server = request.param.partition(" on ")
+    args = ["--backend", backend, *NO_LATENCY]
+    if server:
+        args += ["--server", server]
+    if backend == "sqlite":
         path: Path = tmp_path_factory.mktemp("fhir") / "fhir.sqlite3"
         sqlite_backend.seed_file(path, 50)
         args += ["--db-path", str(path)]
     with ServerProcess(args) as running:
-        yield running, request.param
+        yield running, backend
 
 
 def get(server: ServerProcess, path: str, **options: Any) -> httpx.Response:
