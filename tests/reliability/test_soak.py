@@ -153,6 +153,7 @@ def steady(rate: float, seconds: float) -> LoadConfig:
     return LoadConfig(concurrency=CONNECTIONS, rate=rate, duration=seconds)
 
 
+@pytest.mark.timeout(SOAK_SECONDS + 120)  # the suite's default (120 s) is shorter than a long soak
 def test_steady_load_keeps_memory_fds_threads_and_tasks_flat(figures: Figures) -> None:
     """At 80 % of capacity for the whole soak: RSS, fds, threads and asyncio tasks stay flat
     (last third against first third), and no request fails."""
