@@ -111,18 +111,17 @@ class FhirApi:
         patient_id: str,
         route: str,
     ) -> None:
-        if route == "everything":
-            base = _base_url(scope)
-            reply = FhirReply(base, f"{base}/Patient/{patient_id}/$everything")
-            query = Query(patient_id, 0.0, request_id, lookup=EVERYTHING)
-        else:
-            reply = _PLAIN_REPLY
-            query = Query(patient_id, 0.0, request_id)
         if not is_valid_id(patient_id):
             message = f"invalid id {patient_id[:80]!r}: must match [A-Za-z0-9-.]{{1,64}}"
             await self._invalid(send, message, request_id, started)
-            return
-        await self._serve(scope, receive, send, query, reply, started)
+        elif route == "everything":
+            base = _base_url(scope)
+            reply = FhirReply(base, f"{base}/Patient/{patient_id}/$everything")
+            query = Query(patient_id, 0.0, request_id, lookup=EVERYTHING)
+            await self._serve(scope, receive, send, query, reply, started)
+        else:
+            query = Query(patient_id, 0.0, request_id)
+            await self._serve(scope, receive, send, query, _PLAIN_REPLY, started)
 
     async def _search(
         self, scope: Scope, receive: Receive, send: Send, request_id: str, started: float
