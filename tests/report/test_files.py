@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from carebench.report import files
 from carebench.report.files import write_atomically
 
 
@@ -35,7 +34,7 @@ def test_interrupted_write_leaves_old_file_or_none(
         assert Path(str(source)).read_bytes() == b"x" * 100_000  # complete, beside the target
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(files.os, "replace", interrupted)
+    monkeypatch.setattr(os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_atomically(target, "x" * 100_000)
     remaining = sorted(p.name for p in tmp_path.iterdir())
