@@ -160,6 +160,23 @@ async def test_threshold_falls_back_when_load_drops() -> None:
     assert pattern.shedding_by_class() == dict.fromkeys(PRIORITIES, 0.0)
 
 
+async def test_a_quiet_spell_forgets_the_overload() -> None:
+    """The first interval after ten idle seconds (no request, so no tick) counts in full: the
+    controller that was refusing 99.9 % refuses nothing."""
+    backend = GatedBackend()
+    pattern, clock = shedder(backend)
+    tasks = await overload(pattern, backend)
+    for _ in range(10):
+        tick(pattern, clock)
+    assert pattern.controller.output == MAX_PRESSURE
+    backend.release()
+    await asyncio.gather(*tasks)
+    tick(pattern, clock)  # still reports the waits of the drained queue
+    clock.advance(10.0)
+    pattern.tick(clock.now())
+    assert pattern.shed_fraction == 0.0
+
+
 async def ticks_to_recover(overload_ticks: int) -> int:
     backend = GatedBackend()
     pattern, clock = shedder(backend)

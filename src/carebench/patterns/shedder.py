@@ -255,7 +255,8 @@ class ShedderPattern:
     def tick(self, now: float) -> None:
         """One controller step: measure the interval's queueing delay, set the threshold and
         let the tuner close its window. Runs from submit; tests call it on a manual clock."""
-        dt = min(now - self._last_tick, 10 * CONTROL_INTERVAL)
+        # A quiet spell counts in full (up to a minute): the overload it followed is over.
+        dt = min(now - self._last_tick, 60.0)
         self._last_tick = now
         self.queue_delay = max(
             percentile(self._waits, 0.9), self._oldest_wait(now), self._expected_wait()
