@@ -6,7 +6,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from carebench.backends.base import BackendStats
+from carebench import __version__
+from carebench.backends.base import BackendHealth, BackendStats
 from carebench.metrics.prometheus import CarebenchCollector, build_registry, render
 from carebench.metrics.requests import LATENCY_BUCKETS, OUTCOMES, RequestMetrics
 from carebench.patterns.stats import PatternStats, PoolStats
@@ -197,3 +198,40 @@ def test_limiter_and_resilience_families() -> None:
     assert value(found, "carebench_circuit_state", state="closed") == 0
     assert value(found, "carebench_circuit_transitions_total", transition="closed->open") == 1
     assert value(found, "carebench_circuit_fast_failures_total") == 4
+
+
+def test_info_and_queue_depth_by_priority() -> None:
+    """carebench_info carries pattern, backend and version (value 1); a priority queue's
+    depth is one gauge per class."""
+    pattern_stats: PatternStats = {
+        **PATTERN_STATS,
+        "queued_by_priority": {"critical": 1, "standard": 4, "batch": 2},
+    }
+    found = scrape(traffic(), pattern_stats=pattern_stats)
+    info = [s for s in found if s.name == "carebench_info"]
+    assert [s.labels for s in info] == [
+        {"pattern": "workerpool", "backend": "simulator", "version": __version__}
+    ]
+    assert info[0].value == 1
+    depths = {
+        s.labels["priority"]: s.value for s in found if s.name == "carebench_queued_by_priority"
+    }
+    assert depths == {"critical": 1, "standard": 4, "batch": 2}
+    assert not [s for s in scrape(traffic()) if s.name == "carebench_queued_by_priority"]
+
+
+@pytest.mark.parametrize(("status", "up"), [("healthy", 1), ("degraded", 1), ("down", 0)])
+def test_backend_up_from_health(status: str, up: int) -> None:
+    """carebench_backend_up is 0 only while the backend's health says down."""
+    health: BackendHealth = {
+        "status": status,
+        "backend": "simulator",
+        "total_queries": 0,
+        "total_errors": 0,
+    }
+    collector = CarebenchCollector(
+        traffic(), lambda: PATTERN_STATS, lambda: BACKEND_STATS, lambda: health
+    )
+    text = render(build_registry(collector)).decode()
+    found = [s for family in text_string_to_metric_families(text) for s in family.samples]
+    assert value(found, "carebench_backend_up", backend="simulator") == up

@@ -20,11 +20,13 @@ from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    InfoMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
 
-from carebench.backends.base import BackendStats, BreakerStats, FaultStats
+from carebench import __version__
+from carebench.backends.base import BackendHealth, BackendStats, BreakerStats, FaultStats
 from carebench.faults.schedule import FAULT_KINDS
 from carebench.metrics.requests import OUTCOMES, RequestMetrics
 from carebench.patterns.stats import PatternStats
@@ -94,15 +96,33 @@ class CarebenchCollector(Collector):
         metrics: RequestMetrics,
         pattern_stats: Callable[[], PatternStats],
         backend_stats: Callable[[], BackendStats],
+        backend_health: Callable[[], BackendHealth] | None = None,
     ) -> None:
         self._metrics = metrics
         self._pattern_stats = pattern_stats
         self._backend_stats = backend_stats
+        self._backend_health = backend_health
 
     def collect(self) -> Iterator[Metric]:
+        backend = self._backend_stats()
+        yield self._info(backend["backend"])
         yield from self._request_families()
         yield from self._pattern_families(self._pattern_stats())
-        yield from self._backend_families(self._backend_stats())
+        yield from self._backend_families(backend)
+        if self._backend_health is not None:
+            up = self._backend_health()["status"] != "down"
+            help_text = "0 while the backend cannot be reached (a --faults outage, a database down)"
+            labels = {"backend": backend["backend"]}
+            yield _family(GaugeMetricFamily, "carebench_backend_up", help_text, labels, float(up))
+
+    def _info(self, backend: str) -> Metric:
+        """carebench_info{pattern, backend, version} 1: joined on instance, it puts a pattern
+        label on the process families (RSS by pattern in the dashboard)."""
+        info = InfoMetricFamily("carebench", "The server's pattern, backend and version")
+        info.add_metric(
+            [], {"pattern": self._metrics.pattern, "backend": backend, "version": __version__}
+        )
+        return info
 
     def _request_families(self) -> Iterator[Metric]:
         pattern = self._metrics.pattern
@@ -133,6 +153,16 @@ class CarebenchCollector(Collector):
             if isinstance(count, int):
                 name = f"carebench_{key}"
                 yield _family(CounterMetricFamily, name, help_text, labels, count)
+        by_priority = stats.get("queued_by_priority")
+        if by_priority is not None:
+            queued = GaugeMetricFamily(
+                "carebench_queued_by_priority",
+                "Requests waiting in the pattern's queue, by priority class",
+                labels=["pattern", "priority"],
+            )
+            for priority, depth in by_priority.items():
+                queued.add_metric([self._metrics.pattern, priority], depth)
+            yield queued
         pool = stats["object_pool"]
         if pool:
             for field in ("hits", "misses"):

@@ -83,13 +83,16 @@ class CareBenchApp:
         self.deadlines["standard"] = request_timeout
         self.metrics = RequestMetrics(pattern.name)
         self._registry = build_registry(
-            CarebenchCollector(self.metrics, pattern.stats, backend.stats)
+            CarebenchCollector(self.metrics, pattern.stats, backend.stats, backend.health)
         )
         self._legacy = LegacyReply(pattern.encoder)
         self._fhir = FhirApi(self._serve, self.metrics.record, time.strftime("%Y-%m-%d"))
         self._routes: dict[str, Handler] = {
             PATIENTS_PATH: self._patients,
             "/health": self._health,
+            # The orchestrator's probes: the process runs; it should be sent traffic.
+            openapi.LIVE_PATH: self._live,
+            openapi.READY_PATH: self._ready,
             "/metrics": self._metrics,
             "/": self._index,
             openapi.OPENAPI_PATH: self._openapi,
@@ -256,6 +259,33 @@ class CareBenchApp:
             _request_id(scope["headers"]),
         )
 
+    async def _live(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Answering at all is the proof: a wedged loop answers nothing and gets restarted.
+        body = {"status": "live", "uptime_seconds": round(self.metrics.uptime(), 3)}
+        await send_json(send, 200, body, _request_id(scope["headers"]))
+
+    async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        readiness = self.readiness()
+        status = 200 if readiness["status"] == "ready" else 503
+        await send_json(send, status, readiness, _request_id(scope["headers"]))
+
+    def readiness(self) -> openapi.ReadinessDocument:
+        """Ready unless starting, draining, or the backend cannot be reached.
+
+        A degraded backend (slow, failing some queries, circuit open) keeps the server ready:
+        the pattern sheds what it cannot serve, and taking every replica out of a Service for
+        a slow database would turn a slow-down into an outage. One that cannot be reached at
+        all (a --faults outage, a database down) makes it unready."""
+        backend = self.backend.health()["status"]
+        status: openapi.ReadinessStatus = "ready"
+        if self._drain_deadline is not None:
+            status = "draining"
+        elif not self.started:
+            status = "starting"
+        elif backend == "down":
+            status = "backend_down"
+        return {"status": status, "pattern": self.pattern.name, "backend": backend}
+
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _request_id(scope["headers"])
         fmt = _query_param(scope, b"format")
@@ -304,6 +334,8 @@ class CareBenchApp:
                 "endpoints": {
                     "GET /api/v1/patients?id=P12345": f"curl '{base}{PATIENTS_PATH}?id=P12345'",
                     "GET /health": f"curl {base}/health",
+                    "GET /health/live": f"curl {base}{openapi.LIVE_PATH}",
+                    "GET /health/ready": f"curl {base}{openapi.READY_PATH}",
                     "GET /metrics": f"curl {base}/metrics",
                     "GET /metrics?format=prometheus": f"curl '{base}/metrics?format=prometheus'",
                     "GET /openapi.json": f"curl {base}{openapi.OPENAPI_PATH}",
@@ -363,6 +395,7 @@ class CareBenchApp:
     async def shutdown(self) -> None:
         """Let admitted work finish (within what is left of the drain timeout), then stop the
         backend."""
+        self.begin_drain()  # unready from here on, whichever server stopped (granian too)
         await self.pattern.shutdown(self.drain_left())
         await self.backend.close()
         self.started = False

@@ -27,6 +27,8 @@ from carebench.responses import ErrorResponse, PatientResponse
 from carebench.server.http import REQUEST_ID_SYNTAX
 
 OPENAPI_PATH = "/openapi.json"
+LIVE_PATH = "/health/live"
+READY_PATH = "/health/ready"
 PROFILE_PATH = "/debug/profile"
 #: The formats of /metrics (the app's `?format=` values; JSON when absent).
 METRICS_FORMATS = ("json", "prometheus")
@@ -49,6 +51,28 @@ class HealthDocument(TypedDict):
     backend: BackendHealth
 
 
+#: GET /health/ready's status: 200 when ready, 503 for the others.
+ReadinessStatus = Literal["ready", "starting", "draining", "backend_down"]
+
+
+class LivenessDocument(TypedDict):
+    """GET /health/live: the process runs and its event loop answers; always 200."""
+
+    status: Literal["live"]
+    uptime_seconds: float
+
+
+class ReadinessDocument(TypedDict):
+    """GET /health/ready: whether to send this server traffic (200 ready, else 503)."""
+
+    #: starting (before the backend and pattern are up), draining (after SIGTERM or SIGINT),
+    #: backend_down (a --faults outage, a database that cannot be reached).
+    status: ReadinessStatus
+    pattern: str
+    #: The backend's health status (healthy, degraded or down), as in GET /health.
+    backend: str
+
+
 class IndexDocument(TypedDict):
     """GET /: the server's name, version and pattern, and a curl command per endpoint."""
 
@@ -67,6 +91,8 @@ def _schemas() -> dict[str, Any]:
         PatientResponse,
         ErrorResponse,
         HealthDocument,
+        LivenessDocument,
+        ReadinessDocument,
         IndexDocument,
         MetricsDocument,
         fhir.PatientResource,
@@ -210,6 +236,22 @@ def _path_items(profiling: bool) -> dict[str, Any]:
             "getHealth",
             "Health from counters only",
             {"200": _json("Health", _ref("HealthDocument"))},
+        ),
+        LIVE_PATH: _operation(
+            "getLiveness",
+            "Liveness probe: the process runs",
+            {"200": _json("Alive", _ref("LivenessDocument"))},
+        ),
+        READY_PATH: _operation(
+            "getReadiness",
+            "Readiness probe: ready for traffic unless starting, draining or the backend is down",
+            {
+                "200": _json("Ready", _ref("ReadinessDocument")),
+                "503": _json(
+                    "Not ready: starting, draining, or the backend cannot be reached",
+                    _ref("ReadinessDocument"),
+                ),
+            },
         ),
         "/metrics": _operation(
             "getMetrics",
