@@ -131,9 +131,9 @@ async def test_index_and_document_list_the_probes() -> None:
 
 @pytest.mark.slow
 def test_real_server_unready_during_outage_then_ready() -> None:
-    """A live server with a 2 s outage from start answers ready 503 during it and 200 after,
+    """A live server with a 3 s outage from start answers ready 503 during it and 200 after,
     within a bounded wait; live is 200 all along."""
-    faults = ["--faults", "at 0s outage for 2s", "--quiet"]
+    faults = ["--faults", "at 0s outage for 3s", "--quiet"]
     with ServerProcess(faults) as server, httpx.Client(base_url=server.url, timeout=5) as client:
         first = client.get(READY)
         assert client.get(LIVE).status_code == 200
