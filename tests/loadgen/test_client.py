@@ -330,24 +330,28 @@ def test_client_works_on_uvloop() -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("http://127.0.0.1:8080/base", ("127.0.0.1", 8080, "/base")),
-        ("http://127.0.0.1:8080/base/", ("127.0.0.1", 8080, "/base")),
-        ("http://localhost:8000", ("localhost", 8000, "")),
-        ("http://localhost:8000/", ("localhost", 8000, "")),
-        ("http://example.org/a/b", ("example.org", 80, "/a/b")),
-        ("http://[::1]:9000/x", ("::1", 9000, "/x")),
+        ("http://127.0.0.1:8080/base", ("127.0.0.1", 8080, "/base", False)),
+        ("http://127.0.0.1:8080/base/", ("127.0.0.1", 8080, "/base", False)),
+        ("http://localhost:8000", ("localhost", 8000, "", False)),
+        ("http://localhost:8000/", ("localhost", 8000, "", False)),
+        ("http://example.org/a/b", ("example.org", 80, "/a/b", False)),
+        ("http://[::1]:9000/x", ("::1", 9000, "/x", False)),
+        ("https://example.org/a", ("example.org", 443, "/a", True)),
+        ("https://127.0.0.1:8443", ("127.0.0.1", 8443, "", True)),
     ],
 )
-def test_parse_url_splits_host_port_and_base_path(url: str, expected: tuple[str, int, str]) -> None:
-    """parse_url returns host, port (default 80) and the base path without a trailing slash."""
+def test_parse_url_splits_host_port_and_base_path(
+    url: str, expected: tuple[str, int, str, bool]
+) -> None:
+    """parse_url returns host, port (default 80, or 443 for https), the base path without a
+    trailing slash, and whether the URL is https."""
     assert parse_url(url) == expected
 
 
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("https://example.org", "only http://"),
-        ("ftp://example.org", "only http://"),
+        ("ftp://example.org", "only http:// and https://"),
         ("127.0.0.1:8080", "only http://"),
         ("http:///path", "no host"),
         ("http://host:99999", "invalid port"),

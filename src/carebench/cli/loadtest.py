@@ -20,6 +20,7 @@ from carebench.errors import ConfigError
 from carebench.loadgen.client import parse_url
 from carebench.loadgen.config import MODES, LoadConfig
 from carebench.loadgen.runner import RunPlan, run_plan
+from carebench.loadgen.tls import INSECURE_WARNING, ClientTLSConfig
 from carebench.patterns.base import PATTERNS
 from carebench.registry import check_choice
 from carebench.report.export import write_outputs
@@ -77,6 +78,7 @@ def register(commands: Any) -> None:
     add_settings(parser, LoadTarget, "what to drive")
     add_settings(parser, LoadConfig, "load")
     add_serve_settings(parser, forwarded_only=True)
+    add_settings(parser, ClientTLSConfig, "TLS client (https:// targets, servers started with TLS)")
     add_settings(parser, OutputFiles, "output", only=("json", "output", "csv", "html"))
     parser.set_defaults(run=run)
 
@@ -106,17 +108,38 @@ def check_setup_applies(target: LoadTarget, setup: ServerSetup) -> None:
         )
 
 
+def check_client_tls(tls: ClientTLSConfig, target: LoadTarget, setup: ServerSetup) -> None:
+    """Refuse TLS client settings nothing uses, and servers that would refuse the client."""
+    if target.mode == "inprocess":
+        tls.check_used(False, "--mode inprocess sends no HTTP")
+    elif target.target:
+        tls.check_used(parse_url(target.target).tls, "the --target is http://")
+    else:
+        server = setup.server
+        tls.check_used(
+            server.tls, "the servers started speak plain HTTP (add --tls-cert/--tls-key)"
+        )
+        if server.tls_client_ca is not None and tls.client_cert is None:
+            raise ConfigError(
+                "--tls-client-ca: the servers started require a client certificate; add "
+                "--client-cert FILE --client-key FILE"
+            )
+
+
 def build_plan(args: argparse.Namespace) -> RunPlan:
     setup = server_setup(args)
     target = from_args(LoadTarget, args)
     load = from_args(LoadConfig, args, seed=setup.database.seed)
+    tls = from_args(ClientTLSConfig, args)
     check_setup_applies(target, setup)
+    check_client_tls(tls, target, setup)
     return RunPlan(
         patterns=selected_patterns(target.pattern),
         load=load,
         mode="target" if target.target else target.mode,
         target=(target.target or "").rstrip("/") or None,
         setup=setup,
+        tls=tls,
     )
 
 
@@ -128,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     outputs = from_args(OutputFiles, args)
     quiet = outputs.json or not sys.stderr.isatty()
     err = Console(stderr=True)
+    if plan.tls.insecure:
+        print(INSECURE_WARNING, file=sys.stderr, flush=True)
     results = run_plan(plan, None if quiet else BarProgress(err))
     write_outputs(results, json_path=outputs.output, csv_path=outputs.csv, html_path=outputs.html)
     if outputs.json:
@@ -138,5 +163,7 @@ def run(args: argparse.Namespace) -> int:
         # Not a terminal (a pipe, a CI log): wide enough that the table is not truncated.
         width = None if sys.stdout.isatty() else 160
         print_report(results, Console(highlight=False, width=width))
+    if plan.tls.insecure:
+        print(INSECURE_WARNING, file=sys.stderr, flush=True)  # again, below the report
     interrupted = any(result["interrupted"] for result in results)
     return 130 if interrupted else 0

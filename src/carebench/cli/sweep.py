@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from carebench.cli.loadtest import LoadTarget, selected_patterns
+from carebench.cli.loadtest import LoadTarget, check_client_tls, selected_patterns
 from carebench.cli.options import (
     OutputFiles,
     add_serve_settings,
@@ -20,6 +20,7 @@ from carebench.cli.options import (
 from carebench.loadgen.config import CLIENT_SETTINGS, LoadConfig, SweepConfig
 from carebench.loadgen.runner import RunPlan
 from carebench.loadgen.sweep import run_sweep
+from carebench.loadgen.tls import INSECURE_WARNING, ClientTLSConfig
 from carebench.report.files import write_atomically
 from carebench.report.sweep import print_sweep
 from carebench.report.terminal import BarProgress
@@ -36,6 +37,7 @@ def register(commands: Any) -> None:
     add_settings(parser, LoadTarget, "patterns", only=("pattern",))
     add_settings(parser, LoadConfig, "clients", only=CLIENT_SETTINGS)
     add_serve_settings(parser, forwarded_only=True)
+    add_settings(parser, ClientTLSConfig, "TLS client (servers started with TLS)")
     add_settings(parser, OutputFiles, "output", only=("json", "output", "html", "png"))
     parser.set_defaults(run=run)
 
@@ -48,7 +50,9 @@ def build(args: argparse.Namespace) -> tuple[RunPlan, SweepConfig]:
         seed=setup.database.seed,
     )  # fmt: skip
     patterns = from_args(LoadTarget, args)
-    plan = RunPlan(patterns=selected_patterns(patterns.pattern), load=load, setup=setup)
+    tls = from_args(ClientTLSConfig, args)
+    check_client_tls(tls, patterns, setup)
+    plan = RunPlan(patterns=selected_patterns(patterns.pattern), load=load, setup=setup, tls=tls)
     return plan, sweep
 
 
@@ -57,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     outputs = from_args(OutputFiles, args)
     quiet = outputs.json or not sys.stderr.isatty()
     progress = None if quiet else BarProgress(Console(stderr=True))
+    if plan.tls.insecure:
+        print(INSECURE_WARNING, file=sys.stderr, flush=True)
     sweep = run_sweep(plan, config.axis, config.levels, config.duration, progress)
     text = json.dumps(sweep, indent=2)
     if outputs.output:

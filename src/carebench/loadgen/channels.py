@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable
 from typing import Protocol, cast
 
@@ -46,11 +47,21 @@ class Channel(Protocol):
 
 
 class HttpChannel:
-    """A keep-alive HTTP/1.1 connection to the server, reopened when it breaks."""
+    """A keep-alive HTTP/1.1 connection to the server, reopened when it breaks; over TLS with
+    `tls` (only opening a connection differs)."""
 
-    def __init__(self, host: str, port: int, base_path: str = "", endpoint: str = "legacy") -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        base_path: str = "",
+        endpoint: str = "legacy",
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._host = host
         self._port = port
+        self._tls = tls
         self._prefix = base_path + ENDPOINTS[endpoint].prefix
         self._suffix = ENDPOINTS[endpoint].suffix
         self._connection: HttpConnection | None = None
@@ -91,7 +102,11 @@ class HttpChannel:
     def _open(self) -> Awaitable[HttpConnection]:
         # Only statuses are read, and a refusal's Retry-After: no body, no other headers.
         return HttpConnection.open(
-            self._host, self._port, keep_body=False, headers_for=REJECTION_STATUSES
+            self._host,
+            self._port,
+            keep_body=False,
+            headers_for=REJECTION_STATUSES,
+            tls=self._tls,
         )
 
     def send_then(self, patient_id: str, priority: str | None, on_done: ResponseCallback) -> bool:

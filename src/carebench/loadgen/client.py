@@ -14,19 +14,21 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import ssl
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import cast
+from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
 from httptools import HttpParserError, HttpResponseParser
 
-__all__ = ["ConnectionClosed", "HttpConnection", "Response", "parse_url"]
+__all__ = ["ConnectionClosed", "HttpConnection", "Response", "UrlParts", "parse_url"]
 
 # Load tests usually cycle through a bounded set of targets; the bound only stops a run with
 # unique query strings from growing memory without limit.
 _CACHED_REQUESTS = 4096
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _TARGET = re.compile(r"/[\x21-\x7e]*")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE = re.compile(r"[^\x00\r\n]*")
@@ -271,16 +273,26 @@ class HttpConnection:
         *,
         keep_body: bool = True,
         headers_for: Container[int] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> HttpConnection:
         """Connect to ``host:port``; raises ``OSError`` (e.g. ``ConnectionRefusedError``).
 
         A load generator that reads only statuses passes ``keep_body=False`` (responses come
         with an empty body) and ``headers_for`` the statuses whose headers it reads (the
         others come with none); both spare work on every response.
+
+        With ``tls`` the connection is HTTPS: the handshake (and the check of the server's
+        certificate against ``host``, as the context asks) happens here, and a failed one
+        raises ``ssl.SSLError`` (an ``OSError``). The event loop's TLS layer sits between the
+        socket and the protocol, so requests and responses take the same path either way.
         """
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.create_connection(
-            lambda: _ResponseProtocol(loop, keep_body, headers_for), host, port
+            lambda: _ResponseProtocol(loop, keep_body, headers_for),
+            host,
+            port,
+            ssl=tls,
+            server_hostname=host if tls is not None else None,
         )
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -334,27 +346,37 @@ class HttpConnection:
         self._protocol.close()
 
 
-def parse_url(url: str) -> tuple[str, int, str]:
-    """Split ``http://host[:port][/base]`` into ``(host, port, base_path)``.
+class UrlParts(NamedTuple):
+    """A base URL split for connecting: `tls` is true for https."""
 
-    The port defaults to 80 and ``base_path`` has no trailing slash (``""`` for the root), so
-    targets can be built as ``base_path + "/api/..."``. Raises ``ValueError`` for anything but
-    a plain ``http`` URL with a host.
+    host: str
+    port: int
+    base_path: str
+    tls: bool
+
+
+def parse_url(url: str) -> UrlParts:
+    """Split ``http[s]://host[:port][/base]`` into ``(host, port, base_path, tls)``.
+
+    The port defaults to 80 (443 for https) and ``base_path`` has no trailing slash (``""``
+    for the root), so targets can be built as ``base_path + "/api/..."``. Raises
+    ``ValueError`` for anything but an ``http`` or ``https`` URL with a host.
     """
     parts = urlsplit(url)
-    if parts.scheme != "http":
+    if parts.scheme not in _DEFAULT_PORTS:
         raise ValueError(
-            f"unsupported URL {url!r}: only http:// URLs are supported, e.g. http://127.0.0.1:8000"
+            f"unsupported URL {url!r}: only http:// and https:// URLs are supported, e.g. "
+            "http://127.0.0.1:8000"
         )
     if not parts.hostname:
         raise ValueError(f"URL {url!r} has no host; use e.g. http://127.0.0.1:8000")
     if parts.query or parts.fragment:
         raise ValueError(f"URL {url!r} must not have a query or fragment; pass a base URL")
     try:
-        port = parts.port or 80
+        port = parts.port or _DEFAULT_PORTS[parts.scheme]
     except ValueError as exc:
         raise ValueError(f"URL {url!r} has an invalid port: {exc}") from None
-    return parts.hostname, port, parts.path.rstrip("/")
+    return UrlParts(parts.hostname, port, parts.path.rstrip("/"), parts.scheme == "https")
 
 
 def _host_header(host: str, port: int) -> str:

@@ -10,6 +10,7 @@ import math
 import os
 import random
 import signal
+import ssl
 import threading
 import time
 import urllib.error
@@ -36,6 +37,7 @@ from carebench.loadgen.results import (
     RunRecorder,
 )
 from carebench.loadgen.sampler import HttpMetricsProbe, Sampler, StateSample, in_process_probe
+from carebench.loadgen.tls import ClientTLSConfig, client_context
 from carebench.patterns.base import create_pattern
 from carebench.server.process import ServerProcess
 from carebench.server.setup import ServerSetup
@@ -79,6 +81,8 @@ class RunPlan:
     target: str | None = None
     #: The settings of every server started (or, in-process, of every pattern and backend).
     setup: ServerSetup = field(default_factory=ServerSetup)
+    #: How to speak TLS to an https:// target or to servers started with --tls-cert.
+    tls: ClientTLSConfig = field(default_factory=ClientTLSConfig)
 
     @property
     def server_args(self) -> list[str]:
@@ -121,30 +125,48 @@ def run_plan(plan: RunPlan, progress: Progress | None = None) -> list[LoadTestRe
 def _run_one(label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
     if plan.mode == "inprocess":
         return _run_async(_drive_in_process(label, plan, progress))
+    tls = client_tls(plan)
     if plan.mode == "target":
         assert plan.target is not None
-        check_target(plan.target)
-        result = _run_async(_drive_http(plan.target, label, plan, progress))
-        result["server_metrics"] = fetch_json(plan.target + "/metrics")
+        check_target(plan.target, tls)
+        result = _run_async(_drive_http(plan.target, label, plan, progress, tls))
+        result["server_metrics"] = fetch_json(plan.target + "/metrics", tls)
         result["pattern"] = (result["server_metrics"] or {}).get("pattern", "target")
         return result
     server_cpus, own_cpus = split_cpus()
     args = [*plan.server_args, "--pattern", label, "--quiet"]
-    with ServerProcess(args, cpus=server_cpus) as server, _pinned(own_cpus):
-        result = _run_async(_drive_http(server.url, label, plan, progress))
-        result["server_metrics"] = fetch_json(server.url + "/metrics")
+    with ServerProcess(args, cpus=server_cpus, tls=tls) as server, _pinned(own_cpus):
+        result = _run_async(_drive_http(server.url, label, plan, progress, tls))
+        result["server_metrics"] = fetch_json(server.url + "/metrics", tls)
     result["affinity"] = {"server": sorted(server_cpus or []), "loadgen": sorted(own_cpus or [])}
     return result
 
 
-async def _drive_http(url: str, label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
-    host, port, base = parse_url(url)
+def client_tls(plan: RunPlan) -> ssl.SSLContext | None:
+    """The client's TLS context for the plan's server(s), None over plain HTTP: a target is
+    verified as --cacert/--insecure say; servers the plan starts are trusted by their own
+    --tls-cert."""
+    if plan.mode == "target":
+        assert plan.target is not None
+        return client_context(plan.tls) if parse_url(plan.target).tls else None
+    server = plan.setup.server
+    if plan.mode == "inprocess" or not server.tls:
+        return None
+    return client_context(plan.tls, server.tls_cert)
+
+
+async def _drive_http(
+    url: str, label: str, plan: RunPlan, progress: Progress, tls: ssl.SSLContext | None
+) -> LoadTestResult:
+    host, port, base, _ = parse_url(url)
     endpoint = plan.load.endpoint
-    channels = [HttpChannel(host, port, base, endpoint) for _ in range(plan.load.connections)]
-    probe = HttpMetricsProbe(host, port, base)
+    channels = [
+        HttpChannel(host, port, base, endpoint, tls=tls) for _ in range(plan.load.connections)
+    ]
+    probe = HttpMetricsProbe(host, port, base, tls)
 
     async def read_faults() -> Any:
-        return await asyncio.to_thread(server_faults, url)
+        return await asyncio.to_thread(server_faults, url, tls)
 
     try:
         return await _measure(label, plan, channels, probe, progress, url, read_faults)
@@ -247,9 +269,9 @@ async def _fault_windows(
     return windows_in_run(faults, read_at - started)
 
 
-def server_faults(url: str) -> Any:
+def server_faults(url: str, tls: ssl.SSLContext | None = None) -> Any:
     """The `backend.faults` of a server's /metrics (None without a --faults schedule)."""
-    metrics = fetch_json(url + "/metrics")
+    metrics = fetch_json(url + "/metrics", tls)
     backend = metrics.get("backend") if isinstance(metrics, dict) else None
     return backend.get("faults") if isinstance(backend, dict) else None
 
@@ -344,22 +366,32 @@ def _config_report(plan: RunPlan) -> RunConfigReport:
     }
 
 
-def check_target(url: str) -> None:
-    """Fail early, with the cause, when the target does not answer /health."""
+def check_target(url: str, tls: ssl.SSLContext | None = None) -> None:
+    """Fail early, with the cause, when the target does not answer /health (over TLS with
+    `tls`: a certificate it does not trust, or a client certificate the server wants, say so).
+    """
     try:
-        with urllib.request.urlopen(url + "/health", timeout=5) as response:
+        with urllib.request.urlopen(url + "/health", timeout=5, context=tls) as response:
             response.read()
     except urllib.error.HTTPError as failure:
         raise TargetUnreachable(f"{url}/health answered {failure.code}") from None
     except (urllib.error.URLError, OSError) as failure:
         reason = getattr(failure, "reason", failure)
-        raise TargetUnreachable(f"cannot reach {url}: {reason}") from None
+        raise TargetUnreachable(f"cannot reach {url}: {reason}{_tls_hint(reason)}") from None
 
 
-def fetch_json(url: str) -> dict[str, Any] | None:
+def _tls_hint(reason: object) -> str:
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return " (trust the server's CA with --cacert FILE, or skip the check with --insecure)"
+    if isinstance(reason, ssl.SSLError) and "CERTIFICATE_REQUIRED" in str(reason).upper():
+        return " (the server wants a client certificate: --client-cert FILE --client-key FILE)"
+    return ""
+
+
+def fetch_json(url: str, tls: ssl.SSLContext | None = None) -> dict[str, Any] | None:
     """GET a JSON document, or None when the server does not serve one."""
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=10, context=tls) as response:
             document: dict[str, Any] = json.loads(response.read())
             return document
     except (urllib.error.URLError, OSError, ValueError):

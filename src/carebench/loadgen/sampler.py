@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Literal, TypedDict
@@ -106,13 +107,16 @@ class Sampler:
 class HttpMetricsProbe:
     """GET /metrics on a dedicated connection (so it never waits behind load requests)."""
 
-    def __init__(self, host: str, port: int, base_path: str = "") -> None:
+    def __init__(
+        self, host: str, port: int, base_path: str = "", tls: ssl.SSLContext | None = None
+    ) -> None:
         self._host, self._port, self._path = host, port, base_path + "/metrics"
+        self._tls = tls
         self._connection: HttpConnection | None = None
 
     async def __call__(self) -> StateSample:
         if self._connection is None or self._connection.closed:
-            self._connection = await HttpConnection.open(self._host, self._port)
+            self._connection = await HttpConnection.open(self._host, self._port, tls=self._tls)
         response = await self._connection.get(self._path)
         if response.status != 200:
             raise ValueError(f"/metrics answered {response.status}")

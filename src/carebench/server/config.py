@@ -8,6 +8,7 @@ from carebench.errors import ConfigError
 from carebench.models import DEFAULT_CLASS_TIMEOUTS
 from carebench.registry import check_choice
 from carebench.server.servers import SERVERS
+from carebench.server.tls import check_tls_settings
 from carebench.settings import INT, SECONDS, SWITCH, setting
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -80,6 +81,21 @@ class ServerConfig:
         "HTTP server (granian needs the granian extra)",
         choices=lambda: tuple(SERVERS),
     )
+    tls_cert: str | None = setting(
+        None,
+        "--tls-cert",
+        "serve HTTPS (TLS 1.2+) with this PEM certificate chain; needs --tls-key",
+        metavar="FILE",
+    )
+    tls_key: str | None = setting(
+        None, "--tls-key", "the PEM private key of --tls-cert (unencrypted)", metavar="FILE"
+    )
+    tls_client_ca: str | None = setting(
+        None,
+        "--tls-client-ca",
+        "mutual TLS: require a client certificate issued by a CA in this PEM file",
+        metavar="FILE",
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -101,6 +117,12 @@ class ServerConfig:
             raise ConfigError(f"--drain-timeout ({self.drain_timeout:g}) must be >= 0")
         SERVERS.check(self.server)
         check_choice("--log-level", "log level", self.log_level, LOG_LEVELS)
+        check_tls_settings(self.tls_cert, self.tls_key, self.tls_client_ca)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks HTTPS."""
+        return self.tls_cert is not None
 
     @property
     def class_timeouts(self) -> dict[str, float]:

@@ -18,9 +18,11 @@ from __future__ import annotations
 import functools
 import math
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from carebench.server.app import CareBenchApp
+from carebench.server.config import ServerConfig
 from carebench.server.setup import ServerSetup
 from carebench.server.startup import (
     StartupError,
@@ -62,7 +64,8 @@ def serve_granian(pattern: str, setup: ServerSetup, out: TextIO) -> int:
     port = server.port or free_port(server.host)
     if not server.quiet:
         print("\n".join(banner_lines(pattern, setup)), file=out)
-    print(listening_line(url_of(server.host, port), pattern), file=out, flush=True)
+    scheme = "https" if server.tls else "http"
+    print(listening_line(url_of(server.host, port, scheme), pattern), file=out, flush=True)
     absorb_signals()
     granian = draining_granian()(
         TARGET,
@@ -86,12 +89,36 @@ def serve_granian(pattern: str, setup: ServerSetup, out: TextIO) -> int:
         # The worker is killed if it has not drained by then. granian types this as whole
         # seconds but only joins and subtracts with it, so --drain-timeout is kept exact.
         workers_kill_timeout=server.drain_timeout,
+        **tls_options(server),
     )
     # granian calls the loader in its worker process: the settings travel as its arguments
     # (inherited on fork, pickled on spawn) instead of through the environment.
     loader = functools.partial(load_worker_app, pattern, setup)
     granian.serve(target_loader=loader, wrap_loader=False)
     return 0
+
+
+def tls_options(server: ServerConfig) -> dict[str, Any]:
+    """granian's TLS arguments: TLS 1.2+ (its default minimum is 1.3) and, with
+    --tls-client-ca, client certificates required and verified against that CA."""
+    if not server.tls:
+        return {}
+    try:
+        from granian.constants import SSLProtocols
+    except ImportError:
+        raise StartupError(
+            "--tls-cert on granian needs a granian with TLS protocol settings: "
+            "pip install --upgrade granian"
+        ) from None
+    assert server.tls_cert is not None and server.tls_key is not None
+    options: dict[str, Any] = {
+        "ssl_cert": Path(server.tls_cert),
+        "ssl_key": Path(server.tls_key),
+        "ssl_protocol_min": SSLProtocols.tls12,
+    }
+    if server.tls_client_ca is not None:
+        options |= {"ssl_ca": Path(server.tls_client_ca), "ssl_client_verify": True}
+    return options
 
 
 def draining_granian() -> type[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import urllib.request
 from collections.abc import Sequence
 from types import TracebackType
 
-_LISTENING = re.compile(r"listening on (http://\S+)")
+_LISTENING = re.compile(r"listening on (https?://\S+)")
 
 
 class ServerProcessError(RuntimeError):
@@ -21,7 +22,12 @@ class ServerProcessError(RuntimeError):
 
 
 class ServerProcess:
-    """A `carebench serve --port 0` child; use as a context manager."""
+    """A `carebench serve --port 0` child; use as a context manager.
+
+    Over HTTPS the readiness check uses `tls` (a client context; one with a client
+    certificate when the server requires one), or without it trusts whatever certificate the
+    server shows: it asks only whether our own child is up, on loopback.
+    """
 
     def __init__(
         self,
@@ -29,11 +35,13 @@ class ServerProcess:
         startup_timeout: float = 20.0,
         cpus: set[int] | None = None,
         env: dict[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.args = ["--port", "0", *args]
         self.startup_timeout = startup_timeout
         self.cpus = cpus
         self.env = env
+        self.tls = tls
         self.url = ""
         self.output: list[str] = []
         self._process: subprocess.Popen[str] | None = None
@@ -75,15 +83,33 @@ class ServerProcess:
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
+        context = self._readiness_context()
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1.0) as response:
+                with urllib.request.urlopen(
+                    self.url + "/health", timeout=1.0, context=context
+                ) as response:
                     if response.status == 200:
                         return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
+            except (urllib.error.URLError, ssl.SSLError, ConnectionError, TimeoutError) as error:
+                refusal = _tls_refusal(error)
+                if refusal is not None:
+                    # The server is up and the handshake failed: waiting will not change that.
+                    self.stop()
+                    raise ServerProcessError(self._failure(f"failed TLS: {refusal}")) from None
                 time.sleep(0.02)  # polling readiness, not waiting a fixed time
         self.stop()
         raise ServerProcessError(self._failure(f"not healthy after {self.startup_timeout:g}s"))
+
+    def _readiness_context(self) -> ssl.SSLContext | None:
+        if not self.url.startswith("https://"):
+            return None
+        if self.tls is not None:
+            return self.tls
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
 
     def terminate(self, sig: int = signal.SIGTERM) -> None:
         """Ask the server to drain and exit, once (a second signal may force an exit)."""
@@ -124,3 +150,14 @@ class ServerProcess:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _tls_refusal(error: BaseException) -> ssl.SSLError | None:
+    """The TLS error of a failed readiness check, unless it may pass on a retry (an EOF while
+    the server is still starting)."""
+    reason = getattr(error, "reason", error)
+    if isinstance(reason, ssl.SSLError) and not isinstance(
+        reason, ssl.SSLEOFError | ssl.SSLZeroReturnError
+    ):
+        return reason
+    return None

@@ -83,9 +83,9 @@ def free_port(host: str) -> int:
         return port
 
 
-def url_of(host: str, port: int) -> str:
+def url_of(host: str, port: int, scheme: str = "http") -> str:
     """The base URL a client uses (IPv6 hosts in brackets)."""
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def banner_lines(pattern: str, setup: ServerSetup) -> list[str]:
@@ -116,6 +116,11 @@ def banner_lines(pattern: str, setup: ServerSetup) -> list[str]:
             f"  db contention    sigma={database.contention:g} kappa={database.coherency:g} "
             f"(throughput peaks near {database.peak_concurrency():.0f} concurrent queries)",
         ]
+    if server.tls:
+        client = (
+            f", client certificates from {server.tls_client_ca}" if server.tls_client_ca else ""
+        )
+        lines.append(f"  tls              TLS 1.2+ with {server.tls_cert}{client}")
     if setup.faults.faults:
         lines.append(f"  faults           {setup.faults.faults} (timed from now)")
     lines += [

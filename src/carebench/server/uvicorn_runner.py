@@ -21,6 +21,7 @@ from carebench.server.startup import (
     listening_line,
     url_of,
 )
+from carebench.server.tls import server_context
 from carebench.server.uvicorn_drain import DrainingServer
 from carebench.server.uvicorn_protocol import ConnectionLimits, OneWriteHttpToolsProtocol
 
@@ -34,7 +35,8 @@ def serve_uvicorn(pattern: str, setup: ServerSetup, out: TextIO) -> int:
     if not server.quiet:
         print("\n".join(banner_lines(pattern, setup)), file=out)
     host, port = sock.getsockname()[:2]
-    print(listening_line(url_of(host, port), pattern), file=out, flush=True)
+    scheme = "https" if server.tls else "http"
+    print(listening_line(url_of(host, port, scheme), pattern), file=out, flush=True)
     uv_server = DrainingServer(uvicorn_config(app, server), app)
     absorb_signals()
     try:
@@ -53,7 +55,7 @@ def uvicorn_config(app: CareBenchApp, server: ServerConfig) -> uvicorn.Config:
     limits = ConnectionLimits(
         read_timeout=server.read_timeout, max_header_size=server.max_header_size
     )
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         loop="uvloop",
         http=OneWriteHttpToolsProtocol.with_limits(limits),
@@ -66,4 +68,12 @@ def uvicorn_config(app: CareBenchApp, server: ServerConfig) -> uvicorn.Config:
         # DrainingServer bounds the drain by --drain-timeout itself (uvicorn's is whole seconds).
         timeout_graceful_shutdown=None,
         backlog=4096,
+        # HTTPS: uvicorn's own context sets no minimum version, so carebench's (TLS 1.2+,
+        # AEAD suites, client certificates with --tls-client-ca) replaces it once loaded.
+        ssl_certfile=server.tls_cert,
+        ssl_keyfile=server.tls_key,
     )
+    if server.tls:
+        config.load()
+        config.ssl = server_context(server.tls_cert, server.tls_key, server.tls_client_ca)
+    return config
