@@ -1,0 +1,88 @@
+"""`carebench capacity`: the highest open-loop arrival rate each pattern sustains within an
+SLO ("how many requests per second can this instance take at my SLO?")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from carebench.cli.loadtest import LoadTarget, check_setup_applies, selected_patterns
+from carebench.cli.options import add_serve_settings, add_settings, from_args, server_setup
+from carebench.loadgen.config import CLIENT_SETTINGS, LoadConfig
+from carebench.loadgen.runner import RunPlan
+from carebench.report.files import write_atomically
+from carebench.tuning.config import CapacityConfig, SearchOutput, TrialSettings
+from carebench.tuning.runs import run_capacity
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "capacity",
+        help="find the highest arrival rate each pattern sustains within an SLO",
+        description="Per pattern, open loop: double the rate from --start-rate until a rate "
+        "misses the SLO, then bisect between the last passing and the first failing rate until "
+        "they are within --precision. A rate passes when all its --trials runs (each on a "
+        "fresh server) meet the SLO.",
+    )
+    add_settings(parser, CapacityConfig, "search")
+    add_settings(parser, TrialSettings, "runs")
+    add_settings(parser, LoadTarget, "what to drive", only=("pattern", "mode"))
+    add_settings(parser, LoadConfig, "clients", only=("arrivals", *CLIENT_SETTINGS))
+    add_serve_settings(parser, forwarded_only=True)
+    add_settings(parser, SearchOutput, "output")
+    parser.set_defaults(run=run)
+
+
+def build(args: argparse.Namespace) -> tuple[RunPlan, CapacityConfig, TrialSettings]:
+    config = from_args(CapacityConfig, args)
+    trials = from_args(TrialSettings, args)
+    setup = server_setup(args)
+    target = from_args(LoadTarget, args)
+    check_setup_applies(target, setup)
+    load = from_args(
+        LoadConfig, args, concurrency=config.connections, rate=config.start_rate,
+        duration=trials.duration, warmup=trials.warmup, seed=setup.database.seed,
+    )  # fmt: skip
+    patterns = selected_patterns(target.pattern)
+    return RunPlan(patterns=patterns, load=load, mode=target.mode, setup=setup), config, trials
+
+
+def run(args: argparse.Namespace) -> int:
+    plan, config, trials = build(args)
+    outputs = from_args(SearchOutput, args)
+    probes = config.search.max_probes
+    runs = probes * trials.trials * len(plan.patterns)
+    say(
+        f"capacity within {config.slo} (at most {config.errors:g}% failing) for "
+        f"{', '.join(plan.patterns)}: at most {probes} probes x {trials.trials} trials per "
+        f"pattern = {runs} runs of {trials.warmup:g}+{trials.duration:g} s"
+    )
+    document = run_capacity(plan, config, trials.trials, say)
+    text = json.dumps(document, indent=2)
+    if outputs.output:
+        write_atomically(outputs.output, text + "\n")
+    if outputs.png:
+        from carebench.report.tuning_plots import capacity_png
+
+        write_atomically(outputs.png, capacity_png(document))
+    if outputs.html:
+        from carebench.report.tuning import write_capacity_html
+
+        write_capacity_html(document, outputs.html)
+    if outputs.json:
+        sys.stdout.write(text + "\n")
+    else:
+        from carebench.report.tuning import print_capacity
+
+        width = None if sys.stdout.isatty() else 160
+        print_capacity(document, Console(highlight=False, width=width))
+    return 0
+
+
+def say(line: str) -> None:
+    """Progress on stderr, one line each, never wrapped (stdout may carry --json)."""
+    print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,103 @@
+"""`carebench tune`: the static setting of a pattern that gives the most goodput within a p99
+target, the yardstick the self-tuning patterns are measured against."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from carebench.cli.loadtest import LoadTarget, check_setup_applies
+from carebench.cli.options import add_serve_settings, add_settings, from_args, server_setup
+from carebench.errors import ConfigError
+from carebench.loadgen.config import CLIENT_SETTINGS, LoadConfig
+from carebench.loadgen.runner import RunPlan
+from carebench.patterns.base import PatternConfig
+from carebench.report.files import write_atomically
+from carebench.tuning.config import SearchOutput, TrialSettings, TuneConfig
+from carebench.tuning.runs import run_tune, tune_max_runs
+
+#: The load settings a tune scenario takes from `loadtest` (duration and warm-up are its own).
+SCENARIO_SETTINGS = ("concurrency", "rate", "arrivals", *CLIENT_SETTINGS)
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "tune",
+        help="find the static setting of a pattern with the most goodput within a p99 target",
+        description="Search one numeric pattern setting (--param limit=5..100) under one "
+        "scenario (closed loop --concurrency N, or open loop --rate R): a geometric grid over "
+        "the range, then midpoints next to the best, each candidate run --trials times on a "
+        "fresh server. The best meets --p99 with the most goodput.",
+    )
+    add_settings(parser, TuneConfig, "search")
+    add_settings(parser, TrialSettings, "runs")
+    add_settings(parser, LoadTarget, "what to drive", only=("mode",))
+    add_settings(parser, LoadConfig, "scenario", only=SCENARIO_SETTINGS)
+    add_serve_settings(parser, forwarded_only=True)
+    add_settings(parser, SearchOutput, "output")
+    parser.set_defaults(run=run)
+
+
+def build(args: argparse.Namespace) -> tuple[RunPlan, TuneConfig, TrialSettings]:
+    config = from_args(TuneConfig, args)
+    trials = from_args(TrialSettings, args)
+    setup = server_setup(args)
+    target = from_args(LoadTarget, args)
+    check_setup_applies(target, setup)
+    name = config.parameter.name
+    if getattr(setup.patterns, name) != getattr(PatternConfig(), name):
+        flag = config.parameter.flag
+        raise ConfigError(f"{flag}: tune sets it from --param; remove {flag}")
+    load = from_args(
+        LoadConfig, args, duration=trials.duration, warmup=trials.warmup,
+        seed=setup.database.seed,
+    )  # fmt: skip
+    assert config.pattern is not None
+    return (
+        RunPlan(patterns=[config.pattern], load=load, mode=target.mode, setup=setup),
+        config,
+        trials,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    plan, config, trials = build(args)
+    outputs = from_args(SearchOutput, args)
+    parameter = config.parameter
+    runs = tune_max_runs(config, trials.trials)
+    seconds = runs * (trials.duration + trials.warmup)
+    say(
+        f"tune {plan.patterns[0]} {parameter.flag} over {parameter.show(parameter.low)}.."
+        f"{parameter.show(parameter.high)}: at most {config.grid.max_candidates} candidates x "
+        f"{trials.trials} trials = {runs} runs of {trials.warmup:g}+{trials.duration:g} s "
+        f"(~{seconds / 60:.1f} min plus server start-ups)"
+    )
+    document = run_tune(plan, config, trials.trials, say)
+    text = json.dumps(document, indent=2)
+    if outputs.output:
+        write_atomically(outputs.output, text + "\n")
+    if outputs.png:
+        from carebench.report.tuning_plots import tune_png
+
+        write_atomically(outputs.png, tune_png(document))
+    if outputs.html:
+        from carebench.report.tuning import write_tune_html
+
+        write_tune_html(document, outputs.html)
+    if outputs.json:
+        sys.stdout.write(text + "\n")
+    else:
+        from carebench.report.tuning import print_tune
+
+        width = None if sys.stdout.isatty() else 160
+        print_tune(document, Console(highlight=False, width=width))
+    return 0
+
+
+def say(line: str) -> None:
+    """Progress on stderr, one line each, never wrapped (stdout may carry --json)."""
+    print(line, file=sys.stderr, flush=True)
