@@ -10,10 +10,16 @@ from typing import Any
 
 from rich.console import Console
 
-from carebench.cli.loadtest import LoadTarget, check_setup_applies, selected_patterns
+from carebench.cli.loadtest import (
+    LoadTarget,
+    check_client_tls,
+    check_setup_applies,
+    selected_patterns,
+)
 from carebench.cli.options import add_serve_settings, add_settings, from_args, server_setup
 from carebench.loadgen.config import CLIENT_SETTINGS, LoadConfig
 from carebench.loadgen.runner import RunPlan
+from carebench.loadgen.tls import INSECURE_WARNING, ClientTLSConfig
 from carebench.report.files import write_atomically
 from carebench.tuning.config import CapacityConfig, SearchOutput, TrialSettings
 from carebench.tuning.runs import run_capacity
@@ -33,6 +39,7 @@ def register(commands: Any) -> None:
     add_settings(parser, LoadTarget, "what to drive", only=("pattern", "mode"))
     add_settings(parser, LoadConfig, "clients", only=("arrivals", *CLIENT_SETTINGS))
     add_serve_settings(parser, forwarded_only=True)
+    add_settings(parser, ClientTLSConfig, "TLS client (servers started with TLS)")
     add_settings(parser, SearchOutput, "output")
     parser.set_defaults(run=run)
 
@@ -43,12 +50,18 @@ def build(args: argparse.Namespace) -> tuple[RunPlan, CapacityConfig, TrialSetti
     setup = server_setup(args)
     target = from_args(LoadTarget, args)
     check_setup_applies(target, setup)
+    tls = from_args(ClientTLSConfig, args)
+    check_client_tls(tls, target, setup)
     load = from_args(
         LoadConfig, args, concurrency=config.connections, rate=config.start_rate,
         duration=trials.duration, warmup=trials.warmup, seed=setup.database.seed,
     )  # fmt: skip
     patterns = selected_patterns(target.pattern)
-    return RunPlan(patterns=patterns, load=load, mode=target.mode, setup=setup), config, trials
+    return (
+        RunPlan(patterns=patterns, load=load, mode=target.mode, setup=setup, tls=tls),
+        config,
+        trials,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         f"{', '.join(plan.patterns)}: at most {probes} probes x {trials.trials} trials per "
         f"pattern = {runs} runs of {trials.warmup:g}+{trials.duration:g} s"
     )
+    if plan.tls.insecure:
+        say(INSECURE_WARNING)
     document = run_capacity(plan, config, trials.trials, say)
     text = json.dumps(document, indent=2)
     if outputs.output:

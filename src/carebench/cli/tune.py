@@ -10,11 +10,12 @@ from typing import Any
 
 from rich.console import Console
 
-from carebench.cli.loadtest import LoadTarget, check_setup_applies
+from carebench.cli.loadtest import LoadTarget, check_client_tls, check_setup_applies
 from carebench.cli.options import add_serve_settings, add_settings, from_args, server_setup
 from carebench.errors import ConfigError
 from carebench.loadgen.config import CLIENT_SETTINGS, LoadConfig
 from carebench.loadgen.runner import RunPlan
+from carebench.loadgen.tls import INSECURE_WARNING, ClientTLSConfig
 from carebench.patterns.base import PatternConfig
 from carebench.report.files import write_atomically
 from carebench.tuning.config import SearchOutput, TrialSettings, TuneConfig
@@ -38,6 +39,7 @@ def register(commands: Any) -> None:
     add_settings(parser, LoadTarget, "what to drive", only=("mode",))
     add_settings(parser, LoadConfig, "scenario", only=SCENARIO_SETTINGS)
     add_serve_settings(parser, forwarded_only=True)
+    add_settings(parser, ClientTLSConfig, "TLS client (servers started with TLS)")
     add_settings(parser, SearchOutput, "output")
     parser.set_defaults(run=run)
 
@@ -48,6 +50,8 @@ def build(args: argparse.Namespace) -> tuple[RunPlan, TuneConfig, TrialSettings]
     setup = server_setup(args)
     target = from_args(LoadTarget, args)
     check_setup_applies(target, setup)
+    tls = from_args(ClientTLSConfig, args)
+    check_client_tls(tls, target, setup)
     name = config.parameter.name
     if getattr(setup.patterns, name) != getattr(PatternConfig(), name):
         flag = config.parameter.flag
@@ -58,7 +62,7 @@ def build(args: argparse.Namespace) -> tuple[RunPlan, TuneConfig, TrialSettings]
     )  # fmt: skip
     assert config.pattern is not None
     return (
-        RunPlan(patterns=[config.pattern], load=load, mode=target.mode, setup=setup),
+        RunPlan(patterns=[config.pattern], load=load, mode=target.mode, setup=setup, tls=tls),
         config,
         trials,
     )
@@ -76,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         f"{trials.trials} trials = {runs} runs of {trials.warmup:g}+{trials.duration:g} s "
         f"(~{seconds / 60:.1f} min plus server start-ups)"
     )
+    if plan.tls.insecure:
+        say(INSECURE_WARNING)
     document = run_tune(plan, config, trials.trials, say)
     text = json.dumps(document, indent=2)
     if outputs.output:
