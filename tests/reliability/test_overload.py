@@ -225,7 +225,13 @@ def overload(pattern: str, figures: Figures) -> OverloadRun:
     rejected = after[math.inf] - before[math.inf]
     fast = after[REJECTION_BOUND] - before[REJECTION_BOUND]
     # The sampler starts just before the run measures (a /health check and no warm-up apart).
-    settled = sampler.between(CAPACITY_SECONDS - RAMP_SECONDS, CAPACITY_SECONDS - 0.05)
+    # A sampler starved of CPU for a moment can leave that window empty (seen once in a long
+    # run on a busy machine): then the capacity stage's samples, or the first one, stand in.
+    settled = (
+        sampler.between(CAPACITY_SECONDS - RAMP_SECONDS, CAPACITY_SECONDS - 0.05)
+        or sampler.between(0.0, CAPACITY_SECONDS)
+        or sampler.samples[:1]
+    )
     run = OverloadRun(
         result=result,
         rejected_server=int(rejected),
