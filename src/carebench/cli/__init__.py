@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 
 from carebench import __version__
-from carebench.cli import calibrate, capacity, db, demo, loadtest, report, serve, sweep, tune
+from carebench.cli import calibrate, capacity, db, demo, loadtest, report, serve, sweep, token, tune
 from carebench.errors import BackendUnavailable, ConfigError
 from carebench.loadgen.runner import TargetUnreachable
 from carebench.server.process import ServerProcessError
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"carebench {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     commands.required = True
-    for module in (serve, loadtest, sweep, tune, capacity, report, demo, db, calibrate):
+    for module in (serve, loadtest, sweep, tune, capacity, report, demo, db, calibrate, token):
         module.register(commands)
     return parser
 

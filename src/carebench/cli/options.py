@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from carebench.auth.config import AuthConfig
 from carebench.backends.config import BackendConfig
 from carebench.backends.simulator import SimulatorConfig
 from carebench.faults.config import FaultConfig
@@ -95,6 +96,11 @@ FORWARDED_SERVER_SETTINGS = tuple(
     item.name for item in fields_of(ServerConfig) if item.setting.forwarded
 )
 
+#: The access-control settings too (not --insecure: servers a load test starts are local).
+FORWARDED_AUTH_SETTINGS = tuple(
+    item.name for item in fields_of(AuthConfig) if item.setting.forwarded
+)
+
 
 def add_serve_settings(parser: argparse.ArgumentParser, *, forwarded_only: bool = False) -> None:
     """The settings of `carebench serve`; a load test takes those it forwards to its servers."""
@@ -106,6 +112,8 @@ def add_serve_settings(parser: argparse.ArgumentParser, *, forwarded_only: bool 
     add_settings(parser, BackendConfig, "backend")
     add_settings(parser, SimulatorConfig, "database (simulated, or injected into a real one)")
     add_settings(parser, FaultConfig, "faults (injected into any backend on a schedule)")
+    auth_only = FORWARDED_AUTH_SETTINGS if forwarded_only else None
+    add_settings(parser, AuthConfig, "access control (docs/api.md)", auth_only)
 
 
 def server_setup(args: argparse.Namespace) -> ServerSetup:
@@ -116,6 +124,7 @@ def server_setup(args: argparse.Namespace) -> ServerSetup:
         from_args(ResilienceConfig, args),
         from_args(BackendConfig, args),
         from_args(FaultConfig, args),
+        from_args(AuthConfig, args),
     )
 
 

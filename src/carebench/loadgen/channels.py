@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Protocol, cast
 
 from carebench.errors import (
@@ -58,7 +58,10 @@ class HttpChannel:
         endpoint: str = "legacy",
         *,
         tls: ssl.SSLContext | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
+        """`headers` go with every request (an Authorization header, from --token)."""
+        self._headers = dict(headers or {})
         self._host = host
         self._port = port
         self._tls = tls
@@ -74,7 +77,7 @@ class HttpChannel:
         if connection is None or connection.closed:
             connection = self._connection = await self._open()
         if priority:
-            headers = {"X-Request-Priority": priority}
+            headers = {**self._headers, "X-Request-Priority": priority}
             request = connection.encode_get(self._prefix + patient_id + self._suffix, headers)
         else:
             request = self._requests.get(patient_id) or self._encode(connection, patient_id)
@@ -118,7 +121,7 @@ class HttpChannel:
         if connection is None or connection.closed:
             return False
         if priority:
-            headers = {"X-Request-Priority": priority}
+            headers = {**self._headers, "X-Request-Priority": priority}
             request = connection.encode_get(self._prefix + patient_id + self._suffix, headers)
         else:
             request = self._requests.get(patient_id) or self._encode(connection, patient_id)
@@ -129,7 +132,8 @@ class HttpChannel:
         if len(self._requests) >= CACHED_REQUESTS:
             self._requests.clear()
         path = self._prefix + patient_id + self._suffix
-        request = self._requests[patient_id] = connection.encode_get(path)
+        # Encoded once per id, token included: the hot path stays one dict lookup.
+        request = self._requests[patient_id] = connection.encode_get(path, self._headers)
         return request
 
     def reset(self) -> None:

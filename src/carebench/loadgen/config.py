@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from carebench.errors import ConfigError
 from carebench.loadgen.endpoints import ENDPOINTS
@@ -16,7 +18,17 @@ LOOPS = ("closed", "open")
 ARRIVALS = ("constant", "poisson")
 MODES = ("http", "inprocess")
 #: How each simulated client behaves: the LoadConfig settings a sweep shares.
-CLIENT_SETTINGS = ("timeout", "ids", "priorities", "honor_retry_after", "endpoint")
+CLIENT_SETTINGS = (
+    "timeout",
+    "ids",
+    "priorities",
+    "honor_retry_after",
+    "endpoint",
+    "token",
+    "token_file",
+)
+#: RFC 6750's b64token: what may follow `Bearer ` (a JWT, an API key).
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +87,17 @@ class LoadConfig:
         "(/fhir/Patient/ID/$everything)",
         choices=tuple(ENDPOINTS),
     )
+    token: str | None = setting(
+        None,
+        "--token",
+        "send Authorization: Bearer TOKEN with every request (serve --auth jwt or apikey)",
+    )
+    token_file: str | None = setting(
+        None,
+        "--token-file",
+        "read the --token from FILE (keeps it out of the process list and shell history)",
+        metavar="FILE",
+    )
     #: Set from the server's --seed, so one seed makes the whole run reproducible.
     seed: int | None = None
 
@@ -99,6 +122,26 @@ class LoadConfig:
         parse_ids(self.ids)
         parse_priorities(self.priorities)
         check_choice("--endpoint", "endpoint", self.endpoint, ENDPOINTS)
+        if self.token_file is not None:
+            self._take_token_from_file(self.token_file)
+        if self.token is not None and not _BEARER_TOKEN.fullmatch(self.token):
+            raise ConfigError(
+                "--token: not a bearer token (letters, digits and -._~+/, then = padding)"
+            )
+
+    def _take_token_from_file(self, path: str) -> None:
+        if self.token is not None:
+            raise ConfigError("give --token or --token-file, not both")
+        try:
+            token = Path(path).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--token-file {path}: cannot read it ({exc})") from None
+        object.__setattr__(self, "token", token)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers every request carries: the bearer token, when one was given."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def _take_duration_from_stages(self) -> None:
         if self.rate is not None or self.duration is not None:

@@ -161,7 +161,8 @@ async def _drive_http(
     host, port, base, _ = parse_url(url)
     endpoint = plan.load.endpoint
     channels = [
-        HttpChannel(host, port, base, endpoint, tls=tls) for _ in range(plan.load.connections)
+        HttpChannel(host, port, base, endpoint, tls=tls, headers=plan.load.headers)
+        for _ in range(plan.load.connections)
     ]
     probe = HttpMetricsProbe(host, port, base, tls)
 

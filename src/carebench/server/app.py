@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, cast
 
 from carebench import __version__
+from carebench.auth.gate import OPEN_PATHS, AccessGate
 from carebench.backends.base import Backend
 from carebench.errors import (
     BackendError,
@@ -73,8 +74,11 @@ class CareBenchApp:
         drain_timeout: float = 10.0,
         class_timeouts: dict[str, float] | None = None,
         enable_profiling: bool = False,
+        gate: AccessGate | None = None,
     ) -> None:
         self.pattern = pattern
+        #: Access control (carebench.auth); None serves everyone (--auth none).
+        self._gate = gate
         self.backend = backend
         self.request_timeout = request_timeout
         self.drain_timeout = drain_timeout
@@ -105,7 +109,12 @@ class CareBenchApp:
             self._profiler = LiveProfiler()
             self._routes[openapi.PROFILE_PATH] = self._profile
         #: Built from the routes: a route the document does not describe fails here.
-        self._openapi_body = openapi.encoded(frozenset(self._routes))
+        auth = gate.mode if gate is not None else "none"
+        self._openapi_body = openapi.encoded(frozenset(self._routes), auth)
+        if gate is not None:
+            # Patient lookups are checked in _serve; the rest by the operational rule.
+            for path in self._routes.keys() - {PATIENTS_PATH, *fhir_api.PATHS, *OPEN_PATHS}:
+                self._routes[path] = _operational(self._routes[path], gate)
         self.started = False
         #: The serving loop, from startup(): asyncio.get_running_loop() makes a getpid()
         #: system call on CPython 3.11, once per request here.
@@ -167,6 +176,15 @@ class CareBenchApp:
     ) -> None:
         """Run a valid lookup through the pattern and answer it with `reply`: the one path of
         every patient request (legacy and FHIR), from its priority to its metrics."""
+        if self._gate is not None:
+            # Before anything else: a refused request costs no queue slot and no query.
+            denial = self._gate.check(scope["headers"], query)
+            if denial is not None:
+                await reply.error(
+                    send, denial.status, denial.message, query.request_id, denial.headers
+                )
+                self.metrics.record("invalid", time.perf_counter() - started, denial.status)
+                return
         # Absent is standard; present but empty is as invalid as any other unknown class.
         priority = header_value(scope["headers"], b"x-request-priority")
         if priority is None:
@@ -440,6 +458,20 @@ class LegacyReply:
         # A READ query (the legacy endpoint's only lookup) is answered with its patient.
         body = self._encoder.encode_patient(cast(Patient, answer), query.request_id)
         return send_body(send, 200, body, query.request_id)
+
+
+def _operational(handler: Handler, gate: AccessGate) -> Handler:
+    """`handler` behind the operational endpoints' rule (carebench.auth.gate)."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        denial = gate.check_ops(scope.get("client"), scope["headers"])
+        if denial is None:
+            await handler(scope, receive, send)
+        else:
+            request_id = _request_id(scope["headers"])
+            await _error(send, denial.status, denial.message, request_id, denial.headers)
+
+    return guarded
 
 
 async def _watch_disconnect(receive: Receive, query: Query) -> None:

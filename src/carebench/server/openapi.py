@@ -17,6 +17,7 @@ from typing import Any, Literal, TypedDict
 import msgspec
 
 from carebench import __version__
+from carebench.auth.gate import OPEN_PATHS
 from carebench.backends.base import BackendHealth
 from carebench.fhir import api as fhir_api
 from carebench.fhir import resources as fhir
@@ -389,13 +390,75 @@ def _profile_item() -> Any:
     )
 
 
-def document(routes: Iterable[str]) -> dict[str, Any]:
-    """The document of a server serving `routes` (paths); ValueError for one not described."""
+#: The operations that read patient data: each needs a credential when access control is on.
+PATIENT_OPERATIONS = frozenset(
+    {"getPatient", "searchFhirPatient", "readFhirPatient", "fhirPatientEverything"}
+)
+SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "--auth jwt: a JWT signed by the --jwt-key, with iss --jwt-issuer, aud"
+        " --jwt-audience and SMART on FHIR scopes (docs/api.md, Access control); --auth apikey:"
+        " an API key.",
+    },
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "--auth apikey: a key from the --api-keys file.",
+    },
+}
+_WWW_AUTHENTICATE = {
+    "WWW-Authenticate": {
+        "description": 'Bearer realm="carebench", with error="invalid_token" (and'
+        ' error_description) or error="insufficient_scope" (and the scope needed).',
+        "required": True,
+        "schema": {"type": "string", "pattern": "^Bearer realm="},
+    }
+}
+
+
+def _secure(items: dict[str, Any], auth: str) -> None:
+    """Security requirements and the 401/403 answers on every guarded operation."""
+    required: list[dict[str, list[str]]] = [{"bearer": []}]
+    if auth == "apikey":
+        required.append({"apiKey": []})
+    for path, item in items.items():
+        operation = item["get"]
+        patient_data = operation["operationId"] in PATIENT_OPERATIONS
+        if not patient_data and (path in OPEN_PATHS or path == fhir_api.METADATA_PATH):
+            continue
+        error = _outcome if path.startswith(fhir_api.FHIR_BASE) else _error
+        # {}: the operational endpoints need no credential from loopback clients.
+        operation["security"] = required if patient_data else [{}, *required]
+        responses = operation["responses"]
+        unauthorised = error("No credential, or one refused (expired, wrong issuer ...)")
+        unauthorised["headers"] |= _WWW_AUTHENTICATE
+        responses["401"] = unauthorised
+        forbidden = error(
+            "The credential's scopes do not cover this request"
+            if patient_data
+            else "Not a loopback client, and no system/*.read or carebench.ops scope"
+        )
+        if "403" in responses:  # /debug/profile's own 403: loopback clients only
+            forbidden["description"] += "; or " + responses["403"]["description"]
+        else:
+            forbidden["headers"] |= _WWW_AUTHENTICATE
+        responses["403"] = forbidden
+
+
+def document(routes: Iterable[str], auth: str = "none") -> dict[str, Any]:
+    """The document of a server serving `routes` (paths) with access control `auth`;
+    ValueError for a route not described."""
     served = set(routes)
     items = _path_items(profiling=PROFILE_PATH in served)
     undocumented = served - items.keys()
     if undocumented:
         raise ValueError(f"routes missing from carebench.server.openapi: {sorted(undocumented)}")
+    if auth != "none":
+        _secure(items, auth)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -424,11 +487,12 @@ def document(routes: Iterable[str]) -> dict[str, Any]:
                     "headers": {**RESPONSE_HEADERS, **_ALLOW},
                 },
             },
+            **({"securitySchemes": SECURITY_SCHEMES} if auth != "none" else {}),
         },
     }
 
 
 @functools.cache
-def encoded(routes: frozenset[str]) -> bytes:
-    """The document for `routes` as JSON, encoded once per set of routes."""
-    return msgspec.json.encode(document(routes))
+def encoded(routes: frozenset[str], auth: str = "none") -> bytes:
+    """The document for `routes` and access control `auth` as JSON, encoded once each."""
+    return msgspec.json.encode(document(routes, auth))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from carebench.auth.config import AuthConfig
 from carebench.backends.base import Backend
 from carebench.backends.config import BackendConfig, create_backend
 from carebench.backends.simulator import SimulatorConfig
@@ -13,6 +14,7 @@ from carebench.faults.config import FaultConfig, inject_faults
 from carebench.patterns.base import PatternConfig
 from carebench.resilience.config import ResilienceConfig, wrap_backend
 from carebench.server.config import ServerConfig
+from carebench.server.exposure import check_exposure
 from carebench.settings import as_flags, changed_flags
 
 
@@ -24,9 +26,11 @@ class ServerSetup:
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     def __post_init__(self) -> None:
         self.effective_database()  # an unset --min-latency above --max-latency fails here
+        check_exposure(self.server, self.auth)
 
     def effective_database(self) -> SimulatorConfig:
         """The database settings with the backend's defaults for latency and errors filled in
@@ -47,6 +51,8 @@ class ServerSetup:
             self.database,
             self.resilience,
             self.backend,
+            # Before the faults: a load test's forwarded flags end with the schedule.
+            self.auth,
             self.faults,
         )
 

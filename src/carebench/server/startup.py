@@ -35,6 +35,7 @@ def build_app(pattern: str, setup: ServerSetup) -> CareBenchApp:
         drain_timeout=server.drain_timeout,
         class_timeouts=server.class_timeouts,
         enable_profiling=server.enable_profiling,
+        gate=setup.auth.build_gate(),
     )
 
 
@@ -127,8 +128,18 @@ def banner_lines(pattern: str, setup: ServerSetup) -> list[str]:
         f"  deadlines        critical {server.critical_timeout:g}s, standard "
         f"{server.request_timeout:g}s, batch {server.batch_timeout:g}s",
         f"  seed             {database.seed if database.seed is not None else 'random'}",
+        f"  access control   {_auth_line(setup)}",
     ]
     return lines
+
+
+def _auth_line(setup: ServerSetup) -> str:
+    auth = setup.auth
+    if auth.auth == "jwt":
+        return f"jwt ({auth.jwt_key}, iss {auth.jwt_issuer}, aud {auth.jwt_audience})"
+    if auth.auth == "apikey":
+        return f"API keys from {auth.api_keys}"
+    return "none" + (" (--insecure)" if auth.insecure else "")
 
 
 def _backend_line(setup: ServerSetup) -> str:
