@@ -19,6 +19,7 @@ def metrics(p99: float | None, goodput: float) -> TrialMetrics:
         "goodput_per_second": goodput,
         "percentile_ms": p99,
         "failed_percent": 0.0,
+        "backend_error_percent": 0.0,
         "requests": 500,
         "schedule_kept": True,
     }
@@ -89,12 +90,13 @@ def test_capacity_probes_each_pattern_at_open_loop_rates() -> None:
     assert by_name["semaphore"]["runs"] == sum(1 for name, _ in seen if name == "semaphore")
     assert "all 2 of its trials" in document["rule"]
     assert capacity_table(document).row_count == 2
-    assert "at most 1% of requests failing" in capacity_lines(document)[0]
+    assert "at most 1% of requests refused or late" in capacity_lines(document)[0]
     json.dumps(document)
 
 
 def test_trial_metrics_read_goodput_the_percentile_and_failures() -> None:
-    """Failed counts every request that did not succeed; the percentile is of successes."""
+    """Failed counts the refused and late requests, the database's errors apart; the
+    percentile is of successes."""
     result = make_result(
         "semaphore", rps=100.0, p99=80.0, total=200,
         outcomes={"success": 150, "rejected": 40, "backend_error": 10},
@@ -102,7 +104,8 @@ def test_trial_metrics_read_goodput_the_percentile_and_failures() -> None:
 
     read = trial_metrics(result, "p95")
 
-    assert read["failed_percent"] == 25.0
+    assert read["failed_percent"] == 20.0
+    assert read["backend_error_percent"] == 5.0
     assert read["percentile_ms"] == 72.0
     assert read["goodput_per_second"] == 75.0
     assert read["schedule_kept"] is None

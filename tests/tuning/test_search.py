@@ -32,6 +32,7 @@ def trial(p99: float | None, goodput: float = 100.0, failed: float = 0.0) -> Tri
         "goodput_per_second": goodput,
         "percentile_ms": p99,
         "failed_percent": failed,
+        "backend_error_percent": 5.0,
         "requests": 1000,
         "schedule_kept": True,
     }
@@ -147,7 +148,7 @@ def test_a_probe_whose_trials_all_pass_runs_them_all() -> None:
 @pytest.mark.parametrize(
     ("metrics", "reason"),
     [
-        (trial(100.0, failed=1.5), "1.50% failed > 1%"),
+        (trial(100.0, failed=1.5), "1.50% refused or late > 1%"),
         ({**trial(100.0), "schedule_kept": False}, "fell behind its schedule"),
         (trial(None), "nothing succeeded"),
         ({**trial(None), "requests": 0}, "no request completed"),

@@ -142,7 +142,8 @@ def capacity_lines(document: CapacityDocument) -> list[str]:
     slo = document["slo"]
     return [
         f"SLO: {slo['percentile']} of successes <= {slo['threshold_ms']:g} ms and at most "
-        f"{slo['max_failed_percent']:g}% of requests failing (errors, rejections, timeouts)",
+        f"{slo['max_failed_percent']:g}% of requests refused or late (503/429, 504, timeouts; "
+        "the database's own 500s are not counted)",
         f"rule: {document['rule']}",
         f"search: doubling from {document['start_rate']:g}/s (up to {document['max_rate']:g}/s), "
         f"then bisection to {document['precision_percent']:g}%; at most "

@@ -221,7 +221,8 @@ class CapacityConfig:
     errors: float = setting(
         1.0,
         "--errors",
-        "most requests that may fail at a rate that passes (errors, rejections and timeouts)",
+        "most requests that may be refused or late at a rate that passes (503/429, 504, "
+        "timeouts, connection errors; the database's own 500s are not counted)",
         PERCENT,
     )
     precision: float = setting(

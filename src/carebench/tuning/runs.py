@@ -38,14 +38,20 @@ def trial_metrics(result: LoadTestResult, percentile: str = "p99") -> TrialMetri
     total = result["total_requests"]
     successes = result["success_requests"]
     open_loop = result["open_loop"]
+    backend_errors = result["outcomes"]["backend_error"]
     summary = cast("Mapping[str, float]", result["success_latency_ms"])
     return {
         "goodput_per_second": result["goodput_per_second"],
         "percentile_ms": summary[percentile] if successes else None,
-        "failed_percent": round(100.0 * (total - successes) / total, 3) if total else 0.0,
+        "failed_percent": _percent(total - successes - backend_errors, total),
+        "backend_error_percent": _percent(backend_errors, total),
         "requests": total,
         "schedule_kept": open_loop["schedule_kept"] if open_loop else None,
     }
+
+
+def _percent(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 3) if whole else 0.0
 
 
 def run_trial(plan: RunPlan, percentile: str = "p99") -> TrialMetrics:
@@ -208,7 +214,8 @@ def _pattern_capacity(
         verdict = slo.violation(metrics) or "ok"
         announce(
             f"{name} {rate:g}/s: {slo.percentile} {_ms(metrics['percentile_ms'])}, "
-            f"{metrics['failed_percent']:.2f}% failed -> {verdict}"
+            f"{metrics['failed_percent']:.2f}% refused or late, "
+            f"{metrics['backend_error_percent']:.2f}% database errors -> {verdict}"
         )
         return metrics
 

@@ -28,8 +28,11 @@ class TrialMetrics(TypedDict):
     goodput_per_second: float
     #: The judged percentile of the successes' latency (ms); None when nothing succeeded.
     percentile_ms: float | None
-    #: Requests that did not succeed (errors, rejections, timeouts), % of those sent.
+    #: Requests refused or late (503/429, 504, client timeouts, connection errors), % of those
+    #: sent: what the load did. The database's own errors (500) are apart: the simulated
+    #: database fails a fixed share of queries (5 % by default) whatever the load.
     failed_percent: float
+    backend_error_percent: float
     requests: int
     #: Open loop: whether the generator kept the arrival schedule; None for a closed loop.
     schedule_kept: bool | None
@@ -200,7 +203,7 @@ Phase = Literal["exponential", "bisection"]
 @dataclass(frozen=True, slots=True)
 class Slo:
     """What a rate must meet: a percentile of the successes' latency at or under a threshold,
-    and at most `max_failed_percent` of requests failing (rejections count as failures)."""
+    and at most `max_failed_percent` of requests refused or late (see TrialMetrics)."""
 
     percentile: str
     threshold_ms: float
@@ -213,7 +216,8 @@ class Slo:
         if trial["schedule_kept"] is False:
             return "the load generator fell behind its schedule"
         if trial["failed_percent"] > self.max_failed_percent:
-            return f"{trial['failed_percent']:.2f}% failed > {self.max_failed_percent:g}%"
+            failed, most = trial["failed_percent"], self.max_failed_percent
+            return f"{failed:.2f}% refused or late > {most:g}%"
         latency = trial["percentile_ms"]
         if latency is None:
             return "nothing succeeded"
