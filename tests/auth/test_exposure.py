@@ -11,6 +11,7 @@ from carebench.auth.config import AuthConfig
 from carebench.errors import ConfigError
 from carebench.server.config import ServerConfig
 from carebench.server.exposure import check_exposure, is_loopback_host
+from tests.tls.pki import make_pki
 
 
 @pytest.mark.parametrize(
@@ -39,9 +40,20 @@ def test_insecure_says_the_user_knows() -> None:
     check_exposure(ServerConfig(host="0.0.0.0"), AuthConfig(insecure=True))
 
 
-def test_access_control_unlocks_exposure(tmp_path, signing_key) -> None:
-    """With --auth jwt the access-control half of the rule is met."""
-    check_exposure(ServerConfig(host="0.0.0.0"), AuthConfig("jwt", str(signing_key.pem)))
+def test_access_control_and_tls_unlock_exposure(tmp_path, signing_key) -> None:
+    """--auth jwt meets the access-control half of the rule, --tls-cert/--tls-key the
+    encryption half; each alone is refused, naming the other."""
+    pki = make_pki(tmp_path)
+    tls = ServerConfig(host="0.0.0.0", tls_cert=str(pki.server_cert), tls_key=str(pki.server_key))
+    jwt = AuthConfig("jwt", str(signing_key.pem))
+
+    with pytest.raises(ConfigError, match="without --tls-cert/--tls-key") as no_tls:
+        check_exposure(ServerConfig(host="0.0.0.0"), jwt)
+    assert "--auth none" not in str(no_tls.value)
+    with pytest.raises(ConfigError, match="--auth none lets anyone") as no_auth:
+        check_exposure(tls, AuthConfig())
+    assert "--tls-cert" not in str(no_auth.value)
+    check_exposure(tls, jwt)
 
 
 def test_loopback_needs_nothing() -> None:

@@ -42,7 +42,8 @@ class AuthConfig:
     insecure: bool = setting(
         False,
         "--insecure",
-        "allow a non-loopback --host with --auth none (anyone who reaches it reads records)",
+        "allow a non-loopback --host with --auth none or without --tls-cert (anyone who "
+        "reaches it, or watches the network, reads records)",
         SWITCH,
         forwarded=False,
     )

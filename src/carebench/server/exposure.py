@@ -22,8 +22,8 @@ def is_loopback_host(host: str) -> bool:
 
 
 def check_exposure(server: ServerConfig, auth: AuthConfig) -> None:
-    """ConfigError (exit 2) for a non-loopback --host without access control, unless
-    --insecure; the message says why and how to fix it."""
+    """ConfigError (exit 2) for a non-loopback --host without access control or without TLS,
+    unless --insecure; the message says why and how to fix it."""
     if is_loopback_host(server.host) or auth.insecure:
         return
     reasons = []
@@ -32,7 +32,10 @@ def check_exposure(server: ServerConfig, auth: AuthConfig) -> None:
             "--auth none lets anyone who can reach it read patient records (use --auth jwt "
             "or --auth apikey)"
         )
-    # Encryption in transit (issue 12, TLS) adds its reason here: no --tls-cert/--tls-key.
+    if not server.tls:
+        reasons.append(
+            "without --tls-cert/--tls-key, records and credentials cross the network in clear text"
+        )
     if reasons:
         raise ConfigError(
             f"refusing to listen on --host {server.host} (beyond this machine): "
