@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     probes = config.search.max_probes
     runs = probes * trials.trials * len(plan.patterns)
     say(
-        f"capacity within {config.slo} (at most {config.errors:g}% failing) for "
+        f"capacity within {config.slo} (at most {config.errors:g}% refused or late) for "
         f"{', '.join(plan.patterns)}: at most {probes} probes x {trials.trials} trials per "
         f"pattern = {runs} runs of {trials.warmup:g}+{trials.duration:g} s"
     )
