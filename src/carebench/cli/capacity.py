@@ -4,11 +4,7 @@ SLO ("how many requests per second can this instance take at my SLO?")."""
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
-
-from rich.console import Console
 
 from carebench.cli.loadtest import (
     LoadTarget,
@@ -17,10 +13,10 @@ from carebench.cli.loadtest import (
     selected_patterns,
 )
 from carebench.cli.options import add_serve_settings, add_settings, from_args, server_setup
+from carebench.cli.search_output import emit, say
 from carebench.loadgen.config import CLIENT_SETTINGS, LoadConfig
 from carebench.loadgen.runner import RunPlan
 from carebench.loadgen.tls import INSECURE_WARNING, ClientTLSConfig
-from carebench.report.files import write_atomically
 from carebench.tuning.config import CapacityConfig, SearchOutput, TrialSettings
 from carebench.tuning.runs import run_capacity
 
@@ -77,27 +73,5 @@ def run(args: argparse.Namespace) -> int:
     if plan.tls.insecure:
         say(INSECURE_WARNING)
     document = run_capacity(plan, config, trials.trials, say)
-    text = json.dumps(document, indent=2)
-    if outputs.output:
-        write_atomically(outputs.output, text + "\n")
-    if outputs.png:
-        from carebench.report.tuning_plots import capacity_png
-
-        write_atomically(outputs.png, capacity_png(document))
-    if outputs.html:
-        from carebench.report.tuning import write_capacity_html
-
-        write_capacity_html(document, outputs.html)
-    if outputs.json:
-        sys.stdout.write(text + "\n")
-    else:
-        from carebench.report.tuning import print_capacity
-
-        width = None if sys.stdout.isatty() else 160
-        print_capacity(document, Console(highlight=False, width=width))
+    emit(document, outputs, "capacity")
     return 0
-
-
-def say(line: str) -> None:
-    """Progress on stderr, one line each, never wrapped (stdout may carry --json)."""
-    print(line, file=sys.stderr, flush=True)

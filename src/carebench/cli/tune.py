@@ -4,20 +4,16 @@ target, the yardstick the self-tuning patterns are measured against."""
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
-
-from rich.console import Console
 
 from carebench.cli.loadtest import LoadTarget, check_client_tls, check_setup_applies
 from carebench.cli.options import add_serve_settings, add_settings, from_args, server_setup
+from carebench.cli.search_output import emit, say
 from carebench.errors import ConfigError
 from carebench.loadgen.config import CLIENT_SETTINGS, LoadConfig
 from carebench.loadgen.runner import RunPlan
 from carebench.loadgen.tls import INSECURE_WARNING, ClientTLSConfig
 from carebench.patterns.base import PatternConfig
-from carebench.report.files import write_atomically
 from carebench.tuning.config import SearchOutput, TrialSettings, TuneConfig
 from carebench.tuning.runs import run_tune, tune_max_runs
 
@@ -83,27 +79,5 @@ def run(args: argparse.Namespace) -> int:
     if plan.tls.insecure:
         say(INSECURE_WARNING)
     document = run_tune(plan, config, trials.trials, say)
-    text = json.dumps(document, indent=2)
-    if outputs.output:
-        write_atomically(outputs.output, text + "\n")
-    if outputs.png:
-        from carebench.report.tuning_plots import tune_png
-
-        write_atomically(outputs.png, tune_png(document))
-    if outputs.html:
-        from carebench.report.tuning import write_tune_html
-
-        write_tune_html(document, outputs.html)
-    if outputs.json:
-        sys.stdout.write(text + "\n")
-    else:
-        from carebench.report.tuning import print_tune
-
-        width = None if sys.stdout.isatty() else 160
-        print_tune(document, Console(highlight=False, width=width))
+    emit(document, outputs, "tune")
     return 0
-
-
-def say(line: str) -> None:
-    """Progress on stderr, one line each, never wrapped (stdout may carry --json)."""
-    print(line, file=sys.stderr, flush=True)
