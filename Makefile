@@ -75,7 +75,7 @@ benchmarks-md: $(STAMP)
 	$(BIN)/carebench report results/benchmarks --markdown BENCHMARKS.md
 
 # The reliability suite and the property tests, long variants (a 10-minute soak among them:
-# ~15 min in all), then RELIABILITY.md from the figures each test recorded and pytest's
+# ~27 min in all on the 2-core machine), then RELIABILITY.md from the figures each test recorded and pytest's
 # report of the run. The document is written even when a test fails: it shows what failed.
 RELIABILITY_OUT := results/reliability
 RELIABILITY_RUN := CAREBENCH_RELIABILITY_LONG=1 \
