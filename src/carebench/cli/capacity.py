@@ -8,12 +8,10 @@ from typing import Any
 
 from carebench.cli.loadtest import (
     LoadTarget,
-    check_client_tls,
-    check_setup_applies,
     selected_patterns,
 )
-from carebench.cli.options import add_serve_settings, add_settings, from_args, server_setup
-from carebench.cli.search_output import emit, say
+from carebench.cli.options import add_serve_settings, add_settings, from_args
+from carebench.cli.search_output import emit, run_inputs, say
 from carebench.loadgen.config import CLIENT_SETTINGS, LoadConfig
 from carebench.loadgen.runner import RunPlan
 from carebench.loadgen.tls import INSECURE_WARNING, ClientTLSConfig
@@ -42,12 +40,7 @@ def register(commands: Any) -> None:
 
 def build(args: argparse.Namespace) -> tuple[RunPlan, CapacityConfig, TrialSettings]:
     config = from_args(CapacityConfig, args)
-    trials = from_args(TrialSettings, args)
-    setup = server_setup(args)
-    target = from_args(LoadTarget, args)
-    check_setup_applies(target, setup)
-    tls = from_args(ClientTLSConfig, args)
-    check_client_tls(tls, target, setup)
+    trials, setup, target, tls = run_inputs(args)
     load = from_args(
         LoadConfig, args, concurrency=config.connections, rate=config.start_rate,
         duration=trials.duration, warmup=trials.warmup, seed=setup.database.seed,

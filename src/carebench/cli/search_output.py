@@ -1,15 +1,34 @@
-"""What `tune` and `capacity` share once a search has run: progress lines and its outputs."""
+"""What `tune` and `capacity` share: the runs' inputs, progress lines and the outputs."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any, Literal
 
 from rich.console import Console
 
+from carebench.cli.loadtest import LoadTarget, check_client_tls, check_setup_applies
+from carebench.cli.options import from_args, server_setup
+from carebench.loadgen.tls import ClientTLSConfig
 from carebench.report.files import write_atomically
-from carebench.tuning.config import SearchOutput
+from carebench.server.setup import ServerSetup
+from carebench.tuning.config import SearchOutput, TrialSettings
+
+
+def run_inputs(
+    args: argparse.Namespace,
+) -> tuple[TrialSettings, ServerSetup, LoadTarget, ClientTLSConfig]:
+    """The trial settings, the servers' setup, what to drive and the client's TLS, checked
+    together as loadtest checks them."""
+    trials = from_args(TrialSettings, args)
+    setup = server_setup(args)
+    target = from_args(LoadTarget, args)
+    check_setup_applies(target, setup)
+    tls = from_args(ClientTLSConfig, args)
+    check_client_tls(tls, target, setup)
+    return trials, setup, target, tls
 
 
 def say(line: str) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from carebench.cli.loadtest import LoadTarget, check_client_tls, check_setup_applies
-from carebench.cli.options import add_serve_settings, add_settings, from_args, server_setup
-from carebench.cli.search_output import emit, say
+from carebench.cli.loadtest import LoadTarget
+from carebench.cli.options import add_serve_settings, add_settings, from_args
+from carebench.cli.search_output import emit, run_inputs, say
 from carebench.errors import ConfigError
 from carebench.loadgen.config import CLIENT_SETTINGS, LoadConfig
 from carebench.loadgen.runner import RunPlan
@@ -42,12 +42,7 @@ def register(commands: Any) -> None:
 
 def build(args: argparse.Namespace) -> tuple[RunPlan, TuneConfig, TrialSettings]:
     config = from_args(TuneConfig, args)
-    trials = from_args(TrialSettings, args)
-    setup = server_setup(args)
-    target = from_args(LoadTarget, args)
-    check_setup_applies(target, setup)
-    tls = from_args(ClientTLSConfig, args)
-    check_client_tls(tls, target, setup)
+    trials, setup, target, tls = run_inputs(args)
     name = config.parameter.name
     if getattr(setup.patterns, name) != getattr(PatternConfig(), name):
         flag = config.parameter.flag
