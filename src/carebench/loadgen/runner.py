@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
@@ -128,16 +128,18 @@ def _run_one(label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
     tls = client_tls(plan)
     if plan.mode == "target":
         assert plan.target is not None
-        check_target(plan.target, tls)
+        # The token goes to /health and /metrics too: beyond loopback, a server with --auth
+        # answers them only to a credential (a Kubernetes Job is never on its loopback).
+        check_target(plan.target, tls, plan.load.headers)
         result = _run_async(_drive_http(plan.target, label, plan, progress, tls))
-        result["server_metrics"] = fetch_json(plan.target + "/metrics", tls)
+        result["server_metrics"] = fetch_json(plan.target + "/metrics", tls, plan.load.headers)
         result["pattern"] = (result["server_metrics"] or {}).get("pattern", "target")
         return result
     server_cpus, own_cpus = split_cpus()
     args = [*plan.server_args, "--pattern", label, "--quiet"]
     with ServerProcess(args, cpus=server_cpus, tls=tls) as server, _pinned(own_cpus):
         result = _run_async(_drive_http(server.url, label, plan, progress, tls))
-        result["server_metrics"] = fetch_json(server.url + "/metrics", tls)
+        result["server_metrics"] = fetch_json(server.url + "/metrics", tls, plan.load.headers)
     result["affinity"] = {"server": sorted(server_cpus or []), "loadgen": sorted(own_cpus or [])}
     return result
 
@@ -164,10 +166,10 @@ async def _drive_http(
         HttpChannel(host, port, base, endpoint, tls=tls, headers=plan.load.headers)
         for _ in range(plan.load.connections)
     ]
-    probe = HttpMetricsProbe(host, port, base, tls)
+    probe = HttpMetricsProbe(host, port, base, tls, plan.load.headers)
 
     async def read_faults() -> Any:
-        return await asyncio.to_thread(server_faults, url, tls)
+        return await asyncio.to_thread(server_faults, url, tls, plan.load.headers)
 
     try:
         return await _measure(label, plan, channels, probe, progress, url, read_faults)
@@ -270,9 +272,11 @@ async def _fault_windows(
     return windows_in_run(faults, read_at - started)
 
 
-def server_faults(url: str, tls: ssl.SSLContext | None = None) -> Any:
+def server_faults(
+    url: str, tls: ssl.SSLContext | None = None, headers: Mapping[str, str] | None = None
+) -> Any:
     """The `backend.faults` of a server's /metrics (None without a --faults schedule)."""
-    metrics = fetch_json(url + "/metrics", tls)
+    metrics = fetch_json(url + "/metrics", tls, headers)
     backend = metrics.get("backend") if isinstance(metrics, dict) else None
     return backend.get("faults") if isinstance(backend, dict) else None
 
@@ -367,12 +371,16 @@ def _config_report(plan: RunPlan) -> RunConfigReport:
     }
 
 
-def check_target(url: str, tls: ssl.SSLContext | None = None) -> None:
+def check_target(
+    url: str, tls: ssl.SSLContext | None = None, headers: Mapping[str, str] | None = None
+) -> None:
     """Fail early, with the cause, when the target does not answer /health (over TLS with
     `tls`: a certificate it does not trust, or a client certificate the server wants, say so).
+    `headers` (the --token's Authorization) go with it.
     """
+    request = urllib.request.Request(url + "/health", headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(url + "/health", timeout=5, context=tls) as response:
+        with urllib.request.urlopen(request, timeout=5, context=tls) as response:
             response.read()
     except urllib.error.HTTPError as failure:
         raise TargetUnreachable(f"{url}/health answered {failure.code}") from None
@@ -389,10 +397,13 @@ def _tls_hint(reason: object) -> str:
     return ""
 
 
-def fetch_json(url: str, tls: ssl.SSLContext | None = None) -> dict[str, Any] | None:
-    """GET a JSON document, or None when the server does not serve one."""
+def fetch_json(
+    url: str, tls: ssl.SSLContext | None = None, headers: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
+    """GET a JSON document (with `headers`), or None when the server does not serve one."""
+    request = urllib.request.Request(url, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(url, timeout=10, context=tls) as response:
+        with urllib.request.urlopen(request, timeout=10, context=tls) as response:
             document: dict[str, Any] = json.loads(response.read())
             return document
     except (urllib.error.URLError, OSError, ValueError):

@@ -7,7 +7,7 @@ import contextlib
 import inspect
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal, TypedDict
 
 import msgspec
@@ -108,16 +108,23 @@ class HttpMetricsProbe:
     """GET /metrics on a dedicated connection (so it never waits behind load requests)."""
 
     def __init__(
-        self, host: str, port: int, base_path: str = "", tls: ssl.SSLContext | None = None
+        self,
+        host: str,
+        port: int,
+        base_path: str = "",
+        tls: ssl.SSLContext | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._host, self._port, self._path = host, port, base_path + "/metrics"
         self._tls = tls
+        #: The --token's Authorization: a server with --auth wants it beyond loopback.
+        self._headers = dict(headers or {})
         self._connection: HttpConnection | None = None
 
     async def __call__(self) -> StateSample:
         if self._connection is None or self._connection.closed:
             self._connection = await HttpConnection.open(self._host, self._port, tls=self._tls)
-        response = await self._connection.get(self._path)
+        response = await self._connection.get(self._path, self._headers)
         if response.status != 200:
             raise ValueError(f"/metrics answered {response.status}")
         document: MetricsDocument = msgspec.json.decode(response.body)
