@@ -207,3 +207,28 @@ def test_vegas_probe_relearns_a_stale_no_load_rtt() -> None:
     lowest = min(shifted)
     assert lowest < shifted[0]
     assert shifted[-1] > lowest
+
+
+@pytest.mark.parametrize(
+    ("queue_fraction", "expected"),
+    [(0.03, 26), (0.12, 20), (0.33, 19)],
+    ids=["queue-1-grows-by-beta", "queue-3-is-the-sweet-spot", "queue-7-shrinks-by-1"],
+)
+def test_vegas_thresholds_are_whole_numbers_like_the_library(
+    queue_fraction: float, expected: int
+) -> None:
+    """Below a limit of 100 Vegas's log10 is 1 (the library's integer function), so at limit 20
+    alpha = 3, beta = 6 and the steps are 1: a queue estimate of 1 adds beta, 3 holds and 7
+    takes one away (fractional log10(20) = 1.3 would have grown at 3 and held at 7)."""
+    algorithm = VegasLimit()
+    algorithm.on_sample(FLAT_RTT, 20, False)
+    rtt = FLAT_RTT / (1 - queue_fraction)
+    assert algorithm.on_sample(rtt, 20, False) == expected
+
+
+def test_vegas_step_is_two_from_a_limit_of_one_hundred() -> None:
+    """At a limit of 100 the library's log10 becomes 2: a drop takes two requests away."""
+    algorithm = VegasLimit(initial=100)
+    algorithm.on_sample(FLAT_RTT, 100, False)
+    assert algorithm.on_sample(FLAT_RTT, 100, True) == 98
+    assert algorithm.on_sample(FLAT_RTT, 98, True) == 97

@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from carebench.errors import Rejected
+from carebench.errors import BackendError, DeadlineExceeded, PatientNotFound, Rejected
 from carebench.loop_clock import ManualLoopClock
+from carebench.models import Patient
 from carebench.patterns.adaptive import AdaptivePattern
 from carebench.patterns.base import PatternConfig
 from tests.fakes import GatedBackend
@@ -61,15 +62,57 @@ async def test_limit_falls_when_latency_inflates(algorithm: str) -> None:
     assert pattern.stats()["sample_rtt_ms"] == pytest.approx(500.0)
 
 
+class DeadlineBackend(GatedBackend):
+    """A gated backend whose failing ids miss their deadline instead of failing."""
+
+    async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
+        try:
+            return await super().get_patient(patient_id, deadline)
+        except BackendError:
+            raise DeadlineExceeded(patient_id) from None
+
+
+class NotFoundBackend(GatedBackend):
+    """A gated backend that knows none of the patients it is asked for."""
+
+    async def get_patient(self, patient_id: str, deadline: float | None = None) -> Patient:
+        await super().get_patient(patient_id, deadline)
+        raise PatientNotFound(patient_id)
+
+
 @pytest.mark.parametrize("algorithm", ["aimd", "vegas"])
-async def test_limit_falls_when_errors_rise(algorithm: str) -> None:
-    """Failing queries count as drops and shrink the limit."""
-    pattern, backend, loop_clock = adaptive(algorithm)
+async def test_limit_falls_when_requests_miss_their_deadline(algorithm: str) -> None:
+    """Requests past their deadline count as drops (Netflix's timeouts) and shrink the limit."""
+    loop_clock, backend = ManualLoopClock(), DeadlineBackend()
+    pattern = AdaptivePattern(backend, PatternConfig(limit_algorithm=algorithm), loop_clock)
     for _ in range(15):
         await run_round(pattern, backend, loop_clock, 0.05, fail=False)
     grown = pattern.limit
     await run_round(pattern, backend, loop_clock, 0.05, fail=True)
     assert pattern.limit < grown
+
+
+@pytest.mark.parametrize("algorithm", ["gradient2", "aimd", "vegas"])
+async def test_database_errors_teach_the_limit_nothing(algorithm: str) -> None:
+    """A failed query is not fed at all (Netflix's "ignore"): neither a drop that cuts the
+    limit nor a round-trip time, so a round of slow failures leaves limit and RTT as they were."""
+    pattern, backend, loop_clock = adaptive(algorithm)
+    for _ in range(15):
+        await run_round(pattern, backend, loop_clock, 0.05, fail=False)
+    grown, stats = pattern.limit, pattern.stats()
+    await run_round(pattern, backend, loop_clock, 5.0, fail=True)
+    assert pattern.limit == grown
+    assert pattern.stats()["sample_rtt_ms"] == stats["sample_rtt_ms"] == pytest.approx(50.0)
+    assert pattern.stats()["in_flight"] == 0
+
+
+async def test_a_patient_not_found_is_a_sample_like_any_answer() -> None:
+    """A 404 comes from a query that ran: its round-trip time is fed to the algorithm."""
+    loop_clock, backend = ManualLoopClock(), NotFoundBackend()
+    pattern = AdaptivePattern(backend, PatternConfig(), loop_clock)
+    await run_round(pattern, backend, loop_clock, 0.08, fail=False)
+    assert pattern.stats()["sample_rtt_ms"] == pytest.approx(80.0)
+    assert pattern.stats()["in_flight"] == 0
 
 
 async def test_requests_beyond_the_limit_are_rejected_at_once() -> None:

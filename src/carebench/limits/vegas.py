@@ -9,14 +9,17 @@ from dataclasses import dataclass
 from carebench.limits.base import LimitStats
 
 
-def _log10(limit: float) -> float:
-    return max(1.0, math.log10(max(limit, 1.0)))
+def _log10(limit: float) -> int:
+    """The library's step function (`Log10RootIntFunction`): the whole part of log10(limit),
+    at least 1, so alpha, beta and the steps are whole requests (3, 6 and 1 below 100)."""
+    return max(1, int(math.log10(max(int(limit), 1))))
 
 
 @dataclass(slots=True)
 class VegasLimit:
     """Defaults from the library: initial 20, max 1000, smoothing 1.0; alpha = 3 log10(limit),
-    beta = 6 log10(limit), threshold = log10(limit); increase/decrease by log10(limit).
+    beta = 6 log10(limit), threshold = log10(limit); increase/decrease by log10(limit), where
+    log10 is the library's whole-number one (1 up to a limit of 99, 2 up to 999).
     Every `probe_multiplier` x limit samples the no-load RTT is forgotten and re-learned (the
     library's probe, without its jitter), so a stale minimum does not pin the limit low."""
 
@@ -44,8 +47,9 @@ class VegasLimit:
             return self.limit
         self._last_rtt = rtt
         self._since_probe += 1
-        # The countdown is fixed when set (as in the library), not re-read from a limit
-        # that may be falling fast: that would trigger a probe mid-collapse.
+        # Unlike the library (which compares against the current limit x a jitter of 0.5-1
+        # on every sample), the countdown is fixed when set: re-reading a limit that is
+        # falling fast would trigger a probe mid-collapse.
         if self._since_probe >= self._next_probe:
             self._since_probe, self._rtt_noload = 0, 0.0
             self._next_probe = self.probe_multiplier * self._estimate

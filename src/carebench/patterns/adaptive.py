@@ -1,16 +1,19 @@
 """adaptive: a concurrency limit that discovers the backend's capacity (Netflix
 concurrency-limits, Envoy's adaptive concurrency filter).
 
-Requests beyond the current limit are rejected at once (503). Every completed request feeds
-the limit algorithm (`--limit-algorithm gradient2|aimd|vegas`) with its round-trip time, the
-number in flight when it started, and whether it was dropped (backend error or deadline), so
-the limit rises while latency stays flat and falls when latency inflates or errors rise.
+Requests beyond the current limit are rejected at once (503). Every answered request feeds
+the limit algorithm (`--limit-algorithm gradient2|aimd|vegas`) with its round-trip time and
+the number in flight when it started, so the limit rises while latency stays flat and falls
+when latency inflates. As in Netflix's integrations, a request past its deadline is fed as
+dropped (the servlet filter and gRPC server count only timeouts), and a database error is
+not fed at all (the servlet filter's "ignore"): a query that failed says nothing about
+queueing, and an outage's instant failures would teach a no-load RTT near zero.
 """
 
 from __future__ import annotations
 
 from carebench.backends.base import Backend
-from carebench.errors import BackendError, DeadlineExceeded, Rejected
+from carebench.errors import DeadlineExceeded, PatientNotFound, Rejected
 from carebench.limits.base import create_limit
 from carebench.loop_clock import LoopClock, RunningLoopClock
 from carebench.models import Answer, Query
@@ -61,15 +64,23 @@ class AdaptivePattern:
             raise Rejected(f"adaptive concurrency limit ({self.algorithm.limit}) reached")
         in_flight = self._in_flight.enter() + 1
         started = self._loop_clock.now()
-        dropped = False
         try:
-            return await query_backend(self._backend, query)
-        except (BackendError, DeadlineExceeded):
-            dropped = True
+            answer = await query_backend(self._backend, query)
+        except DeadlineExceeded:
+            self._finish(started, in_flight, dropped=True)
             raise
-        finally:
+        except PatientNotFound:  # an answer like any other, from a query that ran
+            self._finish(started, in_flight, dropped=False)
+            raise
+        except BaseException:
             self._in_flight.exit()
-            self._observe(self._loop_clock.now() - started, in_flight, dropped)
+            raise
+        self._finish(started, in_flight, dropped=False)
+        return answer
+
+    def _finish(self, started: float, in_flight: int, dropped: bool) -> None:
+        self._in_flight.exit()
+        self._observe(self._loop_clock.now() - started, in_flight, dropped)
 
     def _observe(self, rtt: float, in_flight: int, dropped: bool) -> None:
         self.sample_rtt = rtt
