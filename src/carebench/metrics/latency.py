@@ -40,6 +40,20 @@ EMPTY_SUMMARY = LatencySummary(
 )
 
 
+class LatencyState(TypedDict):
+    """Everything a LatencyRecorder holds, as JSON-safe values: another process (a Locust
+    worker) sends it, `LatencyRecorder.from_state` rebuilds the same recorder to merge."""
+
+    significant_figures: int
+    #: The non-zero slots of the counts array: their indices and counts, in index order.
+    indices: list[int]
+    counts: list[int]
+    #: Decimal strings: the sums are Python ints of any size (the sum of squares passes
+    #: 2**64, JSON's and msgpack's limit, after ~5000 one-minute values).
+    sum_us: str
+    sum_squares_us: str
+
+
 class SpectrumPoint(TypedDict):
     """One step of HdrHistogram's percentile spectrum: `count` values are <= `value_ms`."""
 
@@ -201,6 +215,33 @@ class LatencyRecorder:
         for recorder in recorders:
             total.merge(recorder)
         return total
+
+    def to_state(self) -> LatencyState:
+        """The recorder's counts and sums; `from_state` rebuilds an equal recorder."""
+        used = [index for index, count in enumerate(self._counts) if count]
+        return {
+            "significant_figures": self._significant_figures,
+            "indices": used,
+            "counts": [self._counts[index] for index in used],
+            "sum_us": str(self._sum),
+            "sum_squares_us": str(self._sum_squares),
+        }
+
+    @classmethod
+    def from_state(cls, state: LatencyState) -> LatencyRecorder:
+        """A recorder holding what `state` describes; ValueError if it cannot be one."""
+        recorder = cls(state["significant_figures"])
+        slots = len(recorder._counts)
+        if len(state["indices"]) != len(state["counts"]):
+            raise ValueError("latency state: indices and counts differ in length")
+        for index, count in zip(state["indices"], state["counts"], strict=True):
+            if not 0 <= index < slots or count < 0:
+                raise ValueError(f"latency state: slot {index} with count {count} is invalid")
+            recorder._counts[index] += count
+        recorder._count = sum(state["counts"])
+        recorder._sum = int(state["sum_us"])
+        recorder._sum_squares = int(state["sum_squares_us"])
+        return recorder
 
     def percentile_ms(self, percentile: float) -> float:
         return float(self._hdr.get_value_at_percentile(percentile)) / 1000.0
