@@ -364,9 +364,23 @@ def test_parse_url_rejects_unusable_urls(url: str, message: str) -> None:
         parse_url(url)
 
 
-def test_headers_are_decoded_lazily_and_the_last_repeat_wins() -> None:
-    """A response built from raw headers decodes them on first read: lower-cased names; a
-    header sent twice keeps its last value (the parser stores headers in a dict, in C)."""
-    response = Response(200, b"", raw_headers=[(b"Set-Cookie", b"a=1"), (b"SET-COOKIE", b"b=2")])
-    assert response.headers == {"set-cookie": "b=2"}
+def test_headers_are_parsed_lazily_and_the_last_repeat_wins() -> None:
+    """A response built from its raw bytes parses the headers on first read: lower-cased
+    names; a header sent twice keeps its last value."""
+    raw = b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSET-COOKIE: b=2\r\nContent-Length: 0\r\n\r\n"
+    response = Response(200, b"", raw=raw)
+    assert response.headers == {"set-cookie": "b=2", "content-length": "0"}
     assert response.headers is response.headers
+
+
+def test_a_truncated_response_still_gives_the_headers_that_arrived() -> None:
+    """Headers are parsed from whatever arrived, even when the rest never came."""
+    response = Response(200, b"", raw=b"HTTP/1.1 200 OK\r\nRetry-After: 3\r\nX-Half")
+    assert response.headers == {"retry-after": "3"}
+
+
+def test_a_bare_response_has_no_headers_and_shares_no_state() -> None:
+    """A response without raw bytes answers {} for its headers, a new dict each time."""
+    response = Response(204, b"")
+    response.headers["x"] = "y"
+    assert response.headers == {}

@@ -16,7 +16,7 @@ from carebench.errors import (
     Rejected,
 )
 from carebench.fhir import resources as fhir
-from carebench.loadgen.client import HttpConnection, ResponseCallback
+from carebench.loadgen.client import ConnectionClosed, HttpConnection, ResponseCallback
 from carebench.loadgen.endpoints import ENDPOINTS
 from carebench.loadgen.results import REJECTION_STATUSES
 from carebench.models import EVERYTHING, READ, SEARCH, Answer, ClinicalRecord, Patient, Query
@@ -118,14 +118,17 @@ class HttpChannel:
         first. Unlike `fetch`, this leaves `retry_after` alone: read the response's header.
         """
         connection = self._connection
-        if connection is None or connection.closed:
+        if connection is None:
             return False
         if priority:
             headers = {**self._headers, "X-Request-Priority": priority}
             request = connection.encode_get(self._prefix + patient_id + self._suffix, headers)
         else:
             request = self._requests.get(patient_id) or self._encode(connection, patient_id)
-        connection.send_then(request, on_done)
+        try:
+            connection.send_then(request, on_done)
+        except ConnectionClosed:  # checked here rather than before: one call less per request
+            return False
         return True
 
     def _encode(self, connection: HttpConnection, patient_id: str) -> bytes:

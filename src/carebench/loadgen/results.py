@@ -39,6 +39,8 @@ OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 #: Statuses that mean "refused by admission control": 503 (shed) and 429 (rate limited).
 REJECTION_STATUSES = frozenset({503, 429})
 _OUTCOME_CODES: dict[Outcome, int] = {outcome: code for code, outcome in enumerate(OUTCOMES)}
+#: A recorded request's buffer key (status << 3 | outcome code) by status, filled as seen.
+_STATUS_KEYS: dict[int, int] = {}
 #: Requests RunRecorder buffers before folding them into its histograms.
 FLUSH_EVERY = 4096
 
@@ -279,6 +281,19 @@ class RunRecorder:
             if outcome == "rejected":
                 self.uncorrected_rejections.record(uncorrected)
         self._keys.append(status << 3 | _OUTCOME_CODES[outcome])
+        self._latencies.append(latency)
+        self._times.append(now)
+        if len(self._times) >= FLUSH_EVERY:
+            self._flush()
+
+    def record_status(self, status: int, latency: float, now: float) -> None:
+        """`record` of a response with no priority class and no send lag (the closed loop's
+        case): the outcome follows from the status, looked up once per status, not per
+        request (~0.2 us of ~1.8 us of the closed loop's own cost)."""
+        key = _STATUS_KEYS.get(status)
+        if key is None:
+            key = _STATUS_KEYS[status] = status << 3 | _OUTCOME_CODES[classify(status)]
+        self._keys.append(key)
         self._latencies.append(latency)
         self._times.append(now)
         if len(self._times) >= FLUSH_EVERY:
