@@ -133,6 +133,11 @@ def build_plan(args: argparse.Namespace) -> RunPlan:
     tls = from_args(ClientTLSConfig, args)
     check_setup_applies(target, setup)
     check_client_tls(tls, target, setup)
+    if target.mode == "inprocess" and load.generators > 1:
+        raise ConfigError(
+            "--generators runs client processes that speak HTTP; --mode inprocess calls the "
+            "patterns in this process. Remove one of them."
+        )
     return RunPlan(
         patterns=selected_patterns(target.pattern),
         load=load,

@@ -27,6 +27,8 @@ CLIENT_SETTINGS = (
     "token",
     "token_file",
 )
+#: Most --generators: more processes than this only compete for the same cores.
+MAX_GENERATORS = 64
 #: RFC 6750's b64token: what may follow `Bearer ` (a JWT, an API key).
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
@@ -98,6 +100,13 @@ class LoadConfig:
         "read the --token from FILE (keeps it out of the process list and shell history)",
         metavar="FILE",
     )
+    generators: int = setting(
+        1,
+        "--generators",
+        "client processes sharing the load, each pinned to its own core where there are "
+        "cores to spare; their histograms and counts are merged exactly (docs/generators.md)",
+        INT,
+    )
     #: Set from the server's --seed, so one seed makes the whole run reproducible.
     seed: int | None = None
 
@@ -128,6 +137,22 @@ class LoadConfig:
             raise ConfigError(
                 "--token: not a bearer token (letters, digits and -._~+/, then = padding)"
             )
+        self._check_generators()
+
+    def _check_generators(self) -> None:
+        count = self.generators
+        if not 1 <= count <= MAX_GENERATORS:
+            raise ConfigError(
+                f"--generators ({count}) must be between 1 and {MAX_GENERATORS} "
+                "(one process per core is the point)"
+            )
+        if count > self.connections:
+            raise ConfigError(
+                f"--generators ({count}) must be <= the connections ({self.connections}): "
+                "each generator needs one. Raise --concurrency or lower --generators."
+            )
+        if self.duration is None and count > self.requests:
+            raise ConfigError(f"--generators ({count}) must be <= --requests ({self.requests})")
 
     def _take_token_from_file(self, path: str) -> None:
         if self.token is not None:

@@ -133,6 +133,8 @@ class RunConfigReport(TypedDict):
     honor_retry_after: bool
     seed: int | None
     server_args: list[str]
+    #: --generators: client processes that shared the load (absent from older results).
+    generators: NotRequired[int]
 
 
 class Affinity(TypedDict):
@@ -140,6 +142,19 @@ class Affinity(TypedDict):
 
     server: list[int]
     loadgen: list[int]
+
+
+class GeneratorRun(TypedDict):
+    """One generator process of a `loadtest --generators N` run."""
+
+    index: int
+    #: The CPUs it was pinned to (empty: not pinned).
+    cpus: list[int]
+    #: Whether one of them is the server's (None: the server's CPUs are unknown, a --target).
+    shares_server_core: bool | None
+    #: Requests it completed in the measured window, and the CPU it used meanwhile.
+    requests: int
+    cpu_seconds: float
 
 
 class LoadTestResult(RunSummary):
@@ -170,6 +185,8 @@ class LoadTestResult(RunSummary):
     level: NotRequired[float]
     #: The server's --faults windows, in seconds since measuring began (when it had some).
     faults: NotRequired[list[FaultWindowReport]]
+    #: With --generators N > 1: each generator process (the totals above are their sum).
+    generators: NotRequired[list[GeneratorRun]]
 
 
 def outcome_counts(counts: Mapping[Outcome, int]) -> OutcomeCounts:
@@ -215,6 +232,12 @@ class Interval:
             "p99_ms": self.latency.percentile_ms(99.0) if total else None,
         }
 
+    def merge(self, other: Interval) -> None:
+        """Add the requests of the same slice of the run as another generator saw it."""
+        for outcome, count in other.counts.items():
+            self.counts[outcome] += count
+        self.latency.merge(other.latency)
+
 
 @dataclass(slots=True)
 class ClassStats:
@@ -232,6 +255,11 @@ class ClassStats:
             "rejection_rate_percent": _percent(self.counts["rejected"], total),
             "success_latency_ms": self.success_latency.summary_ms(),
         }
+
+    def merge(self, other: ClassStats) -> None:
+        for outcome, count in other.counts.items():
+            self.counts[outcome] += count
+        self.success_latency.merge(other.success_latency)
 
 
 class RunRecorder:
@@ -340,6 +368,35 @@ class RunRecorder:
             slot.latency.record_many(latencies[chosen])
             for code, count in _tally(outcomes[chosen]):
                 slot.counts[OUTCOMES[code]] += count
+
+    def merge(self, other: RunRecorder) -> None:
+        """Add everything `other` recorded: another generator's part of the same run.
+
+        Both must share `started` and `interval` (generators align on one start time), so
+        each timeline slot adds to the same slot; the result is what one recorder fed every
+        request would hold, percentiles included (histograms add, they are not averaged).
+        """
+        if (other.started, other.interval) != (self.started, self.interval):
+            raise ValueError(
+                f"cannot merge a run started at {other.started} (interval {other.interval}) "
+                f"into one started at {self.started} (interval {self.interval})"
+            )
+        for outcome, recorder in other.latency.items():
+            self.latency[outcome].merge(recorder)
+        self.uncorrected.merge(other.uncorrected)
+        self.uncorrected_rejections.merge(other.uncorrected_rejections)
+        codes = self.status_codes
+        for status, count in other.status_codes.items():
+            codes[status] = codes.get(status, 0) + count
+        timeline = self.timeline
+        for slot in other.timeline:
+            index = round(slot.start / self.interval)
+            while len(timeline) <= index:
+                timeline.append(Interval(len(timeline) * self.interval))
+            timeline[index].merge(slot)
+        self.max_lag = max(self.max_lag, other.max_lag)
+        for name, stats in other.by_priority.items():
+            self.by_priority.setdefault(name, ClassStats()).merge(stats)
 
     def note_lag(self, lag: float) -> None:
         if lag > self.max_lag:

@@ -9,41 +9,33 @@ import json
 import math
 import os
 import random
-import signal
 import ssl
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any, Protocol
 
-from carebench import __version__
 from carebench.faults.timeline import FaultWindowReport, windows_in_run
 from carebench.loadgen.channels import Channel, HttpChannel, InProcessChannel
 from carebench.loadgen.client import parse_url
 from carebench.loadgen.config import LoadConfig
+from carebench.loadgen.describe import Measured, ScheduleTally, describe_run
 from carebench.loadgen.engine import Engine, Schedule, Stepped
+from carebench.loadgen.generator_process import GeneratorJob
+from carebench.loadgen.generators import GeneratorPool, Placement, place_generators
 from carebench.loadgen.ids import parse_ids
+from carebench.loadgen.interrupts import run_async, stop_on_interrupt
 from carebench.loadgen.machine import describe_machine
 from carebench.loadgen.priorities import parse_priorities
-from carebench.loadgen.results import (
-    SCHEMA_VERSION,
-    LoadTestResult,
-    OpenLoopReport,
-    RunConfigReport,
-    RunRecorder,
-)
+from carebench.loadgen.results import LoadTestResult, RunRecorder
 from carebench.loadgen.sampler import HttpMetricsProbe, Sampler, StateSample, in_process_probe
+from carebench.loadgen.shares import split_load
 from carebench.loadgen.tls import ClientTLSConfig, client_context
 from carebench.patterns.base import create_pattern
 from carebench.server.process import ServerProcess
 from carebench.server.setup import ServerSetup
-
-#: The schedule counts as kept when at least this fraction of the target rate was sent.
-SCHEDULE_TOLERANCE = 0.97
 
 
 class TargetUnreachable(RuntimeError):
@@ -124,24 +116,44 @@ def run_plan(plan: RunPlan, progress: Progress | None = None) -> list[LoadTestRe
 
 def _run_one(label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
     if plan.mode == "inprocess":
-        return _run_async(_drive_in_process(label, plan, progress))
+        return run_async(_drive_in_process(label, plan, progress))
     tls = client_tls(plan)
     if plan.mode == "target":
         assert plan.target is not None
         # The token goes to /health and /metrics too: beyond loopback, a server with --auth
         # answers them only to a credential (a Kubernetes Job is never on its loopback).
         check_target(plan.target, tls, plan.load.headers)
-        result = _run_async(_drive_http(plan.target, label, plan, progress, tls))
+        result = _drive(plan.target, label, plan, progress, tls, (None, os.sched_getaffinity(0)))
         result["server_metrics"] = fetch_json(plan.target + "/metrics", tls, plan.load.headers)
         result["pattern"] = (result["server_metrics"] or {}).get("pattern", "target")
         return result
     server_cpus, own_cpus = split_cpus()
     args = [*plan.server_args, "--pattern", label, "--quiet"]
     with ServerProcess(args, cpus=server_cpus, tls=tls) as server, _pinned(own_cpus):
-        result = _run_async(_drive_http(server.url, label, plan, progress, tls))
+        result = _drive(server.url, label, plan, progress, tls, (server_cpus, own_cpus))
         result["server_metrics"] = fetch_json(server.url + "/metrics", tls, plan.load.headers)
-    result["affinity"] = {"server": sorted(server_cpus or []), "loadgen": sorted(own_cpus or [])}
+    loadgen = {cpu for run in result.get("generators", []) for cpu in run["cpus"]}
+    result["affinity"] = {
+        "server": sorted(server_cpus or []),
+        "loadgen": sorted(loadgen or own_cpus or []),
+    }
     return result
+
+
+def _drive(
+    url: str,
+    label: str,
+    plan: RunPlan,
+    progress: Progress,
+    tls: ssl.SSLContext | None,
+    cpus: tuple[set[int] | None, set[int] | None],
+) -> LoadTestResult:
+    """Drive `url` from this process, or from --generators processes placed on `cpus`
+    (the server's, when known, and those to spare)."""
+    if plan.load.generators == 1:
+        return run_async(_drive_http(url, label, plan, progress, tls))
+    placements = place_generators(plan.load.generators, *cpus)
+    return run_async(_drive_generators(url, label, plan, progress, tls, placements))
 
 
 def client_tls(plan: RunPlan) -> ssl.SSLContext | None:
@@ -177,6 +189,74 @@ async def _drive_http(
         probe.close()
         for channel in channels:
             channel.close()
+
+
+async def _drive_generators(
+    url: str,
+    label: str,
+    plan: RunPlan,
+    progress: Progress,
+    tls: ssl.SSLContext | None,
+    placements: Sequence[Placement],
+) -> LoadTestResult:
+    """The run split between generator processes (loadgen/generators.py), merged exactly;
+    this process samples the server meanwhile."""
+    load = plan.load
+    host, port, base, _ = parse_url(url)
+    probe = HttpMetricsProbe(host, port, base, tls, load.headers)
+    client_settings, server_cert = _generator_tls(plan)
+    jobs = [
+        GeneratorJob(
+            url, load, share, client_settings, server_cert, place.cpus, place.shares_server_core
+        )
+        for share, place in zip(split_load(load, load.generators), placements, strict=True)
+    ]
+    try:
+        with GeneratorPool(jobs) as pool, stop_on_interrupt(pool):
+            await pool.ready()
+            started = pool.begin(load.warmup)
+            await asyncio.sleep(max(started - time.perf_counter(), 0.0))
+            sampler = Sampler(probe, started)
+            sampler.start()
+            ticker = _tick(progress, label, load, lambda: pool.completed, started)
+            try:
+                run = await pool.finish()
+            finally:
+                ticker.cancel()
+                await sampler.stop()
+                progress.end()
+    finally:
+        probe.close()
+
+    async def read_faults() -> Any:
+        return await asyncio.to_thread(server_faults, url, tls, load.headers)
+
+    schedule = None
+    if load.loop == "open":
+        assert load.duration is not None
+        end = started + load.duration
+        schedule = run.schedule(_mean_rate(load), load.arrivals == "poisson", started, end)
+    measured = Measured(
+        run.recorder,
+        run.duration,
+        schedule,
+        sampler.samples,
+        run.interrupted or pool.stopping,
+        await _fault_windows(read_faults, started),
+    )
+    result = describe_run(label, plan.mode, load, plan.server_args, measured, url)
+    result["generators"] = run.runs
+    return result
+
+
+def _generator_tls(plan: RunPlan) -> tuple[ClientTLSConfig | None, str | None]:
+    """What a generator process needs to build `client_tls(plan)` itself (an SSLContext
+    does not cross processes): the client settings, and a started server's certificate."""
+    if plan.mode == "target":
+        assert plan.target is not None
+        return (plan.tls if parse_url(plan.target).tls else None), None
+    server = plan.setup.server
+    return (plan.tls, server.tls_cert) if server.tls else (None, None)
 
 
 async def _drive_in_process(label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
@@ -224,14 +304,14 @@ async def _measure(
         choose_priority=parse_priorities(load.priorities, load.seed),
         honor_retry_after=load.honor_retry_after,
     )
-    with _stop_on_interrupt(engine):
+    with stop_on_interrupt(engine):
         if load.warmup > 0:
             await _warm_up(engine, load)
         recorder = RunRecorder(time.perf_counter())
         engine.start_measuring(recorder)
         sampler = Sampler(probe, recorder.started)
         sampler.start()
-        ticker = _tick(progress, label, load, engine, recorder)
+        ticker = _tick(progress, label, load, lambda: recorder.total, recorder.started)
         try:
             schedule = await _run_measured(engine, load, recorder.started)
         finally:
@@ -240,25 +320,14 @@ async def _measure(
             progress.end()
     duration = time.perf_counter() - recorder.started
     faults = await _fault_windows(read_faults, recorder.started) if read_faults else None
-    # RunSummary has exactly the keys RunRecorder.summary writes, none of LoadTestResult's
-    # optional ones; mypy cannot know that of a TypedDict, which may hold more keys.
-    result: LoadTestResult = {
-        "schema_version": SCHEMA_VERSION,
-        "carebench_version": __version__,
-        "pattern": label,
-        "mode": plan.mode,
-        "loop": load.loop,
-        "target": target,
-        **recorder.summary(duration),  # type: ignore[typeddict-item]
-        "open_loop": _open_loop_report(engine, schedule) if schedule else None,
-        "server_samples": sampler.samples,
-        "interrupted": engine.stopping,
-        "config": _config_report(plan),
-        "server_metrics": None,
-    }
-    if faults:
-        result["faults"] = faults
-    return result
+    tally = None
+    if schedule is not None:
+        tally = ScheduleTally(
+            schedule.rate, schedule.poisson, schedule.start, schedule.end,
+            schedule.issued, engine.sent, engine.last_send,
+        )  # fmt: skip
+    measured = Measured(recorder, duration, tally, sampler.samples, engine.stopping, faults)
+    return describe_run(label, plan.mode, load, plan.server_args, measured, target)
 
 
 async def _fault_windows(
@@ -319,56 +388,22 @@ def _mean_rate(load: LoadConfig) -> float:
 
 
 def _tick(
-    progress: Progress, label: str, load: LoadConfig, engine: Engine, recorder: RunRecorder
+    progress: Progress,
+    label: str,
+    load: LoadConfig,
+    completed: Callable[[], int],
+    started: float,
 ) -> asyncio.Task[None]:
     by_count = load.duration is None
     progress.begin(label, load.requests if by_count else load.duration or 0.0)
 
     async def tick() -> None:
         while True:
-            done = recorder.total if by_count else time.perf_counter() - recorder.started
+            done = completed() if by_count else time.perf_counter() - started
             progress.update(done)
             await asyncio.sleep(0.1)
 
     return asyncio.get_running_loop().create_task(tick())
-
-
-def _open_loop_report(engine: Engine, schedule: Schedule) -> OpenLoopReport:
-    """Whether the arrival schedule was kept: the send rate achieved and the worst lag."""
-    recorder = engine.recorder
-    planned = schedule.rate
-    window = max(schedule.end - schedule.start, engine.last_send - schedule.start)
-    achieved = engine.sent / window if window > 0 else 0.0
-    return {
-        "target_rate": planned,
-        "arrivals": "poisson" if schedule.poisson else "constant",
-        "scheduled_requests": schedule.issued,
-        "achieved_rate": round(achieved, 2),
-        "max_lag_ms": round(recorder.max_lag * 1000, 3),
-        "schedule_kept": achieved >= SCHEDULE_TOLERANCE * planned,
-        "corrected": "latency_ms is measured from each request's intended send time",
-        "uncorrected_latency_ms": recorder.uncorrected.summary_ms(),
-        "uncorrected_rejection_latency_ms": recorder.uncorrected_rejections.summary_ms(),
-    }
-
-
-def _config_report(plan: RunPlan) -> RunConfigReport:
-    load = plan.load
-    return {
-        "requests": load.requests if load.duration is None else None,
-        "concurrency": load.concurrency,
-        "rate": load.rate,
-        "duration": load.duration,
-        "stages": load.shape.describe() if load.shape else None,
-        "arrivals": load.arrivals if load.loop == "open" else None,
-        "timeout": load.timeout,
-        "warmup": load.warmup,
-        "ids": load.ids,
-        "priorities": load.priorities,
-        "honor_retry_after": load.honor_retry_after,
-        "seed": load.seed,
-        "server_args": list(plan.server_args),
-    }
 
 
 def check_target(
@@ -422,69 +457,3 @@ def _pinned(cpus: set[int] | None) -> Any:
         yield
     finally:
         os.sched_setaffinity(0, before)
-
-
-@contextlib.contextmanager
-def _stop_on_interrupt(engine: Engine) -> Any:
-    """Ctrl-C or SIGTERM stops sending; the run ends with what it measured. A second one
-    ends it at once (KeyboardInterrupt: the runs before it are kept, this one is not)."""
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-
-    def stop() -> None:
-        if engine.stopping:
-            raise KeyboardInterrupt
-        engine.stopping = True
-
-    previous = {sig: signal.getsignal(sig) for sig in signals}
-    try:
-        for sig in signals:
-            loop.add_signal_handler(sig, stop)
-    except (NotImplementedError, RuntimeError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            loop.remove_signal_handler(sig)
-            if handler is not None:
-                # remove_signal_handler leaves SIGTERM at SIG_DFL: put back the CLI's handler.
-                signal.signal(sig, handler)
-
-
-def _run_async(coroutine: Awaitable[LoadTestResult]) -> LoadTestResult:
-    import uvloop
-
-    async def main() -> LoadTestResult:
-        return await coroutine
-
-    with _interrupts_after_the_loop():
-        return uvloop.run(main())
-
-
-@contextlib.contextmanager
-def _interrupts_after_the_loop() -> Iterator[None]:
-    """Ctrl-C or SIGTERM outside the run's own handlers (as the loop starts or winds down)
-    interrupts once the loop has closed: a KeyboardInterrupt in the middle of its teardown
-    left uvloop's executor-shutdown thread printing a traceback."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only
-        return
-    received: list[int] = []
-
-    def defer(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.getsignal(sig) for sig in signals}
-    for sig in signals:
-        signal.signal(sig, defer)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            if handler is not None:
-                signal.signal(sig, handler)
-    if received:
-        raise KeyboardInterrupt

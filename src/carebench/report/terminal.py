@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from carebench.loadgen.results import LoadTestResult, OpenLoopReport, PriorityClassResult
+from carebench.loadgen.results import (
+    GeneratorRun,
+    LoadTestResult,
+    OpenLoopReport,
+    PriorityClassResult,
+)
 from carebench.report.compare import choose_winner
 from carebench.report.faults import fault_lines, recovery_lines
 
@@ -255,6 +261,30 @@ def print_report(results: Sequence[LoadTestResult], console: Console) -> None:
             f"CPUs: server on {affinity['server']}, load generator on {affinity['loadgen']}",
             highlight=False,
         )
+    runs = results[0].get("generators") if results else None
+    if runs:
+        console.print(generators_line(runs), highlight=False)
+
+
+def generators_line(runs: Sequence[GeneratorRun]) -> str:
+    """Where each generator process ran and what it did, and which cores they shared."""
+    placed = ", ".join(
+        f"#{run['index']} on CPU {','.join(map(str, run['cpus'])) or 'any'} "
+        f"({run['requests']} requests, {run['cpu_seconds']:.2f} s CPU)"
+        for run in runs
+    )
+    notes = []
+    by_cpus = Counter(tuple(run["cpus"]) for run in runs if run["cpus"])
+    shared = [",".join(map(str, cpus)) for cpus, count in by_cpus.items() if count > 1]
+    if shared:
+        notes.append(f"sharing CPU {' and '.join(shared)}: fewer spare cores than generators")
+    with_server = [f"#{run['index']}" for run in runs if run["shares_server_core"]]
+    if with_server:
+        notes.append(f"{', '.join(with_server)} on the server's core")
+    if all(run["shares_server_core"] is None for run in runs):
+        notes.append("the target's CPUs are unknown")
+    merged = f"{len(runs)} generator processes, results merged exactly: {placed}"
+    return merged + "".join(f"; {note}" for note in notes)
 
 
 class BarProgress:
