@@ -12,6 +12,7 @@ from types import FrameType
 from carebench import __version__
 from carebench.cli import calibrate, capacity, db, demo, loadtest, report, serve, sweep, token, tune
 from carebench.errors import BackendUnavailable, ConfigError
+from carebench.loadgen.generators import GeneratorFailed
 from carebench.loadgen.runner import TargetUnreachable
 from carebench.server.process import ServerProcessError
 from carebench.server.startup import StartupError
@@ -52,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         StartupError,
         ServerProcessError,
         TargetUnreachable,
+        GeneratorFailed,
         BackendUnavailable,
         OSError,
     ) as exc:
