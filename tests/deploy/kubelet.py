@@ -14,7 +14,6 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trustme
@@ -90,8 +89,3 @@ def view(root: Path, workload: Manifest, name: str, secrets: SecretData) -> Cont
 def arguments(view: ContainerView, args: list[str]) -> list[str]:
     """Container arguments with mounted paths moved below the view's root."""
     return [view.path(arg) for arg in args]
-
-
-def command_of(item: dict[str, Any]) -> list[str]:
-    """The container's command line after the image's ENTRYPOINT (`carebench`)."""
-    return list(item.get("command", [])) + list(item.get("args", []))
