@@ -10,7 +10,19 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 
 from carebench import __version__
-from carebench.cli import calibrate, capacity, db, demo, loadtest, report, serve, sweep, token, tune
+from carebench.cli import (
+    calibrate,
+    capacity,
+    db,
+    demo,
+    loadtest,
+    locustfile,
+    report,
+    serve,
+    sweep,
+    token,
+    tune,
+)
 from carebench.errors import BackendUnavailable, ConfigError
 from carebench.loadgen.generators import GeneratorFailed
 from carebench.loadgen.runner import TargetUnreachable
@@ -32,7 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"carebench {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     commands.required = True
-    for module in (serve, loadtest, sweep, tune, capacity, report, demo, db, calibrate, token):
+    for module in (
+        serve,
+        loadtest,
+        sweep,
+        tune,
+        capacity,
+        report,
+        demo,
+        db,
+        calibrate,
+        token,
+        locustfile,
+    ):
         module.register(commands)
     return parser
 
