@@ -111,6 +111,9 @@ class Query:
     connection: Any = None
     lookup: str = READ
     patient_ids: tuple[str, ...] = ()
+    #: Who asks (carebench.auth.credentials.Principal), set by the access gate once the
+    #: credential is verified; read by the audit trail.
+    principal: Any = None
 
     def is_client_gone(self) -> bool:
         return self.client_gone or getattr(self.connection, "disconnected", False) is True

@@ -153,7 +153,9 @@ class JwtVerifier:
         subject, patient = claims["sub"], claims.get("patient")
         if not isinstance(subject, str) or not (patient is None or isinstance(patient, str)):
             raise InvalidCredential("sub and patient must be strings")
-        principal = Principal(subject, Grant(_scopes(claims)), patient)
+        client = claims.get("client_id", claims.get("azp"))
+        client_id = client if isinstance(client, str) else None
+        principal = Principal(subject, Grant(_scopes(claims)), patient, client_id)
         return principal, float(claims["exp"])
 
     def _key_for(self, kid: object) -> VerificationKey:

@@ -14,14 +14,22 @@ class InvalidCredential(Exception):
 
 class Principal:
     """Who is asking (`subject`, a token's `sub` or an API key's digest prefix), the patient
-    their `patient/` scopes are limited to (the token's `patient` claim), and their grant."""
+    their `patient/` scopes are limited to (the token's `patient` claim), their grant, and
+    the application asking for them (a token's `client_id`, else `azp`)."""
 
-    __slots__ = ("grant", "patient", "subject")
+    __slots__ = ("client_id", "grant", "patient", "subject")
 
-    def __init__(self, subject: str, grant: Grant, patient: str | None = None) -> None:
+    def __init__(
+        self,
+        subject: str,
+        grant: Grant,
+        patient: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
         self.subject = subject
         self.grant = grant
         self.patient = patient
+        self.client_id = client_id
 
 
 class Verifier(Protocol):

@@ -77,10 +77,12 @@ class AccessGate:
         return "apikey" if self._api_key_header else "jwt"
 
     def check(self, headers: Headers, query: Query) -> Denial | None:
-        """None when the request may run `query`; otherwise how to refuse it."""
+        """None when the request may run `query`; otherwise how to refuse it. A verified
+        principal is left on the query (for the audit record), refused or not."""
         principal = self.authenticate(headers)
         if not isinstance(principal, Principal):
             return principal
+        query.principal = principal
         decision = principal.grant.decide(query.lookup)
         if decision == ALLOW:
             return None

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from carebench.audit.config import AuditConfig
 from carebench.auth.config import AuthConfig
 from carebench.backends.config import BackendConfig
 from carebench.backends.simulator import SimulatorConfig
@@ -114,6 +115,8 @@ def add_serve_settings(parser: argparse.ArgumentParser, *, forwarded_only: bool 
     add_settings(parser, FaultConfig, "faults (injected into any backend on a schedule)")
     auth_only = FORWARDED_AUTH_SETTINGS if forwarded_only else None
     add_settings(parser, AuthConfig, "access control (docs/api.md)", auth_only)
+    if not forwarded_only:
+        add_settings(parser, AuditConfig, "audit (docs/security.md)")
 
 
 def server_setup(args: argparse.Namespace) -> ServerSetup:
@@ -125,6 +128,7 @@ def server_setup(args: argparse.Namespace) -> ServerSetup:
         from_args(BackendConfig, args),
         from_args(FaultConfig, args),
         from_args(AuthConfig, args),
+        from_args(AuditConfig, args),
     )
 
 

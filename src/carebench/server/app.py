@@ -14,6 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, cast
 
 from carebench import __version__
+from carebench.audit.prometheus import AuditCollector
+from carebench.audit.serve import AuditedServe
+from carebench.audit.trail import AuditTrail
 from carebench.auth.gate import OPEN_PATHS, AccessGate
 from carebench.backends.base import Backend
 from carebench.errors import (
@@ -75,6 +78,7 @@ class CareBenchApp:
         class_timeouts: dict[str, float] | None = None,
         enable_profiling: bool = False,
         gate: AccessGate | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.pattern = pattern
         #: Access control (carebench.auth); None serves everyone (--auth none).
@@ -90,7 +94,14 @@ class CareBenchApp:
             CarebenchCollector(self.metrics, pattern.stats, backend.stats, backend.health)
         )
         self._legacy = LegacyReply(pattern.encoder)
-        self._fhir = FhirApi(self._serve, self.metrics.record, time.strftime("%Y-%m-%d"))
+        #: Every patient lookup's path: _serve, or with --audit-log _serve with a record kept
+        #: of each attempt (so that without it the app pays nothing for auditing).
+        self.audit = audit
+        self._lookup: Lookup = self._serve
+        if audit is not None:
+            self._lookup = AuditedServe(audit, self._serve, self.metrics.record)
+            self._registry.register(AuditCollector(audit))
+        self._fhir = FhirApi(self._lookup, self.metrics.record, time.strftime("%Y-%m-%d"))
         self._routes: dict[str, Handler] = {
             PATIENTS_PATH: self._patients,
             "/health": self._health,
@@ -163,7 +174,7 @@ class CareBenchApp:
             )
             return self._invalid(send, message, request_id, started)
         query = Query(patient_id, 0.0, request_id)
-        return self._serve(scope, receive, send, query, self._legacy, started)
+        return self._lookup(scope, receive, send, query, self._legacy, started)
 
     async def _serve(
         self,
@@ -288,7 +299,8 @@ class CareBenchApp:
         await send_json(send, status, readiness, _request_id(scope["headers"]))
 
     def readiness(self) -> openapi.ReadinessDocument:
-        """Ready unless starting, draining, or the backend cannot be reached.
+        """Ready unless starting, draining, the backend cannot be reached or the audit log
+        cannot be written (every patient request would be refused).
 
         A degraded backend (slow, failing some queries, circuit open) keeps the server ready:
         the pattern sheds what it cannot serve, and taking every replica out of a Service for
@@ -302,6 +314,8 @@ class CareBenchApp:
             status = "starting"
         elif backend == "down":
             status = "backend_down"
+        elif self.audit is not None and self.audit.error is not None:
+            status = "audit_failed"
         return {"status": status, "pattern": self.pattern.name, "backend": backend}
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -311,6 +325,10 @@ class CareBenchApp:
             fmt = "json"
         if fmt == "prometheus":
             await send_body(send, 200, render(self._registry), request_id, CONTENT_TYPE.encode())
+        elif fmt == "json" and self.audit is not None:
+            # With --audit-log, the trail's counters and state under "audit".
+            document = {**self.metrics_snapshot(), "audit": self.audit.stats()}
+            await send_json(send, 200, document, request_id)
         elif fmt == "json":
             await send_json(send, 200, self.metrics_snapshot(), request_id)
         else:
@@ -388,6 +406,8 @@ class CareBenchApp:
 
     async def startup(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self.audit is not None:
+            self.audit.start()
         await self.backend.start()
         await self.pattern.start()
         self.started = True
@@ -415,10 +435,17 @@ class CareBenchApp:
         backend."""
         self.begin_drain()  # unready from here on, whichever server stopped (granian too)
         await self.pattern.shutdown(self.drain_left())
+        if self.audit is not None:
+            # Every admitted request has answered: its record is queued. Write them all.
+            await asyncio.to_thread(self.audit.close)
         await self.backend.close()
         self.started = False
         if self.on_shutdown is not None:
             self.on_shutdown()
+
+
+#: How the app runs a valid patient lookup: (scope, receive, send, query, reply, started).
+Lookup = Callable[[Scope, Receive, Send, Query, "Reply", float], Awaitable[None]]
 
 
 class Reply(Protocol):

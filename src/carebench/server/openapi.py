@@ -17,6 +17,7 @@ from typing import Any, Literal, TypedDict
 import msgspec
 
 from carebench import __version__
+from carebench.audit.trail import AuditStats
 from carebench.auth.gate import OPEN_PATHS
 from carebench.backends.base import BackendHealth
 from carebench.fhir import api as fhir_api
@@ -53,7 +54,7 @@ class HealthDocument(TypedDict):
 
 
 #: GET /health/ready's status: 200 when ready, 503 for the others.
-ReadinessStatus = Literal["ready", "starting", "draining", "backend_down"]
+ReadinessStatus = Literal["ready", "starting", "draining", "backend_down", "audit_failed"]
 
 
 class LivenessDocument(TypedDict):
@@ -67,7 +68,8 @@ class ReadinessDocument(TypedDict):
     """GET /health/ready: whether to send this server traffic (200 ready, else 503)."""
 
     #: starting (before the backend and pattern are up), draining (after SIGTERM or SIGINT),
-    #: backend_down (a --faults outage, a database that cannot be reached).
+    #: backend_down (a --faults outage, a database that cannot be reached), audit_failed
+    #: (the --audit-log sink failed: patient requests are refused).
     status: ReadinessStatus
     pattern: str
     #: The backend's health status (healthy, degraded or down), as in GET /health.
@@ -96,6 +98,7 @@ def _schemas() -> dict[str, Any]:
         ReadinessDocument,
         IndexDocument,
         MetricsDocument,
+        AuditStats,
         fhir.PatientResource,
         fhir.Bundle,
         fhir.OperationOutcome,
@@ -115,6 +118,8 @@ def _schemas() -> dict[str, Any]:
         }
         schemas[name]["required"] = sorted(properties)
     schemas["PatientResponse"]["properties"]["patient"] = _ref("Patient")
+    # Only with --audit-log (kept out of the TypedDict that the other documents build on).
+    schemas["MetricsDocument"]["properties"]["audit"] = _ref("AuditStats")
     schemas["ErrorResponse"]["properties"]["error"] = {"type": "string", "minLength": 1}
     schemas["CapabilityStatement"] = {
         "type": "object",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from carebench.audit.config import AuditConfig
 from carebench.auth.config import AuthConfig
 from carebench.backends.base import Backend
 from carebench.backends.config import BackendConfig, create_backend
@@ -27,6 +28,7 @@ class ServerSetup:
     backend: BackendConfig = field(default_factory=BackendConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
     def __post_init__(self) -> None:
         self.effective_database()  # an unset --min-latency above --max-latency fails here
@@ -53,6 +55,7 @@ class ServerSetup:
             self.backend,
             # Before the faults: a load test's forwarded flags end with the schedule.
             self.auth,
+            self.audit,
             self.faults,
         )
 

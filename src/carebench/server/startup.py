@@ -36,6 +36,7 @@ def build_app(pattern: str, setup: ServerSetup) -> CareBenchApp:
         class_timeouts=server.class_timeouts,
         enable_profiling=server.enable_profiling,
         gate=setup.auth.build_gate(),
+        audit=setup.audit.build_trail(),
     )
 
 
@@ -130,6 +131,8 @@ def banner_lines(pattern: str, setup: ServerSetup) -> list[str]:
         f"  seed             {database.seed if database.seed is not None else 'random'}",
         f"  access control   {_auth_line(setup)}",
     ]
+    if setup.audit.audit_log is not None:
+        lines.append(f"  audit log        {setup.audit.audit_log} ({setup.audit.audit_format})")
     return lines
 
 
