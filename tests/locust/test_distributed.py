@@ -115,3 +115,20 @@ def test_master_and_two_workers_count_what_the_server_counted(
     )  # fmt: skip
     assert report.returncode == 0, report.stderr
     assert "shedder" in report.stdout and f"{total}" in report.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--host", "http://127.0.0.1:9", "--carebench-ids", "zipf:0"], "error: --ids"),
+        (["--carebench-ids", "uniform:10"], "error: --host"),
+    ],
+)
+def test_bad_options_exit_2_before_any_load(tmp_path: Path, args: list[str], message: str) -> None:
+    """A bad --carebench-* value or a missing --host ends Locust with `error: ...`, exit 2."""
+    if not LOCUST.exists():
+        pytest.skip(f"locust is not installed beside {sys.executable}")
+    log = tmp_path / "locust.log"
+    process = locust(log, "--headless", "--run-time", "1s", *args)
+    assert process.wait(timeout=DEADLINE) == 2
+    assert message in log.read_text(encoding="utf-8")

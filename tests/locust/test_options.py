@@ -13,8 +13,10 @@ from carebench.errors import ConfigError
 from carebench.loadgen.config import CLIENT_SETTINGS
 from carebench.locust import LOCUSTFILE
 from carebench.locust.options import (
+    APPEND_FLAG,
     OUTPUT_FLAG,
     add_arguments,
+    appending,
     client_fields,
     load_config,
     output_path,
@@ -51,8 +53,8 @@ def test_every_client_setting_becomes_a_prefixed_flag_with_its_env_name() -> Non
     assert recording.options["--carebench-token"]["is_secret"] is True
     assert "fhir-read" in recording.options["--carebench-endpoint"]["choices"]
     assert recording.options["--carebench-honor-retry-after"]["action"] == "store_true"
-    assert OUTPUT_FLAG in recording.options
-    assert len(recording.options) == len(CLIENT_SETTINGS) + 1
+    assert {OUTPUT_FLAG, APPEND_FLAG} <= recording.options.keys()
+    assert len(recording.options) == len(CLIENT_SETTINGS) + 2
 
 
 def test_parsed_options_make_a_load_config() -> None:
@@ -69,6 +71,7 @@ def test_parsed_options_make_a_load_config() -> None:
         "--carebench-honor-retry-after",
         "--carebench-output",
         "out.json",
+        "--carebench-append",
     )
     load = load_config(options, users=12, run_time=30.0)
     assert (load.ids, load.priorities, load.timeout, load.endpoint) == (
@@ -80,6 +83,7 @@ def test_parsed_options_make_a_load_config() -> None:
     assert load.honor_retry_after is True
     assert (load.concurrency, load.duration) == (12, 30.0)
     assert output_path(options) == "out.json"
+    assert appending(options) is True
 
 
 def test_defaults_are_loadtests() -> None:
@@ -93,6 +97,7 @@ def test_defaults_are_loadtests() -> None:
     )
     assert load.concurrency == 1
     assert output_path(parsed()) is None
+    assert appending(parsed()) is False
 
 
 def test_token_file_is_read_into_the_token(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from carebench.errors import ConfigError
 from carebench.loadgen.config import LoadConfig
 from carebench.loadgen.results import OUTCOMES, Outcome, RunRecorder, classify
 from carebench.locust.reports import (
@@ -23,6 +24,7 @@ from carebench.locust.reports import (
     outcome_of,
     retry_after_seconds,
     worker_report,
+    write_results,
 )
 from carebench.report.documents import read_results
 
@@ -143,6 +145,24 @@ def test_result_without_server_metrics_is_labelled_target() -> None:
         True,
         0,
     )
+
+
+def test_runs_append_into_one_file_that_report_compares(tmp_path: Path) -> None:
+    """--carebench-append adds a run after those already saved; without it the file is
+    replaced; a file that is not results is refused, naming it, and left alone."""
+    path = str(tmp_path / "runs.json")
+    merge = RunMerge(run())
+    first = merge.result(1.0, {"pattern": "semaphore"}, False)
+    second = merge.result(1.0, {"pattern": "codel"}, False)
+    assert write_results(path, first, append=True) == 1
+    assert write_results(path, second, append=True) == 2
+    assert [r["pattern"] for r in read_results(path)] == ["semaphore", "codel"]
+    assert write_results(path, second, append=False) == 1
+    other = tmp_path / "other.json"
+    other.write_text('{"kind": "something"}', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"other\.json"):
+        write_results(str(other), first, append=True)
+    assert other.read_text(encoding="utf-8") == '{"kind": "something"}'
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,6 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any, NoReturn
 
 import gevent
@@ -36,17 +35,19 @@ from carebench.loadgen.ids import parse_ids
 from carebench.loadgen.priorities import parse_priorities
 from carebench.loadgen.results import RunRecorder
 from carebench.loadgen.runner import fetch_json
-from carebench.locust.options import add_arguments, load_config, output_path
+from carebench.locust.options import add_arguments, appending, load_config, output_path
 from carebench.locust.reports import (
     TIMELINE_INTERVAL,
     LocustRun,
     ReportError,
     RunMerge,
     decode_report,
+    earlier_results,
     encode_report,
     outcome_of,
     retry_after_seconds,
     worker_report,
+    write_results,
 )
 
 #: Master -> workers: stop sending, wait for what is in flight, then report.
@@ -169,12 +170,15 @@ def on_init(environment: Environment, **_: Any) -> None:
         return
     if not environment.host:
         _refuse("--host: give the carebench server's URL, e.g. --host http://127.0.0.1:8000")
+    options = environment.parsed_options
+    path = output_path(options)
     try:
         load = _load(environment)
+        if path:  # a file that cannot be appended to is refused now, not after the run
+            earlier_results(path, appending(options))
     except ConfigError as error:
         _refuse(str(error))
     # Workers get the token itself, so the file need not exist on their machines.
-    options = environment.parsed_options
     options.carebench_token, options.carebench_token_file = load.token, None  # type: ignore[union-attr]
     if isinstance(runner, MasterRunner):
         runner.register_message(REPORT_MESSAGE, on_report)
@@ -244,8 +248,14 @@ def on_test_stop(environment: Environment, **_: Any) -> None:
     duration = STATE.ended_unix - merge.run.started_unix
     result = merge.result(duration, metrics, interrupted=bool(STATE.missing))
     path = output_path(environment.parsed_options)
+    saved = ""
     if path:
-        Path(path).write_text(json.dumps([result], indent=2) + "\n", encoding="utf-8")
+        try:
+            count = write_results(path, result, appending(environment.parsed_options))
+            saved = f"; results in {path} ({count} run(s))"
+        except (ConfigError, OSError) as error:
+            log.error("carebench: cannot write %s: %s", path, error)
+            print(json.dumps([result], indent=2))  # the run is not lost
     outcomes = ", ".join(f"{name} {count}" for name, count in result["outcomes"].items())
     log.info(
         "carebench: %d requests from %d generator(s) in %.1f s (%s), p99 %.3f ms%s",
@@ -254,7 +264,7 @@ def on_test_stop(environment: Environment, **_: Any) -> None:
         duration,
         outcomes,
         result["latency_ms"]["p99"],
-        f"; results in {path}" if path else "",
+        saved,
     )
 
 

@@ -16,6 +16,8 @@ from carebench.settings import SWITCH, Field, fields_of
 PREFIX = "carebench_"
 #: Where the master (or a single-process run) writes the results, as `loadtest --output` does.
 OUTPUT_FLAG = "--carebench-output"
+#: Add the run to the results already in the output file instead of replacing them.
+APPEND_FLAG = "--carebench-append"
 #: Settings whose values must not show in Locust's web UI.
 SECRETS = frozenset({"token"})
 
@@ -65,6 +67,14 @@ def add_arguments(parser: ArgumentParser) -> None:
         help="master: write the merged results here, as `carebench loadtest --output` does "
         "(read them with `carebench report FILE`)",
     )
+    parser.add_argument(
+        APPEND_FLAG,
+        dest=PREFIX + "append",
+        action="store_true",
+        env_var="CAREBENCH_LOCUST_APPEND",
+        help=f"master: add this run to the results already in {OUTPUT_FLAG} (one run per "
+        "server's pattern: `carebench report` compares them, as after `loadtest --pattern all`)",
+    )
 
 
 def load_config(options: Any, users: int, run_time: float | None) -> LoadConfig:
@@ -78,3 +88,8 @@ def output_path(options: Any) -> str | None:
     """The --carebench-output file, if one was given."""
     path: str | None = getattr(options, PREFIX + "output", None)
     return path
+
+
+def appending(options: Any) -> bool:
+    """Whether --carebench-append was given."""
+    return bool(getattr(options, PREFIX + "append", False))

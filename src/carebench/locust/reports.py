@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypedDict
 
 import msgspec
@@ -33,6 +34,8 @@ from carebench.loadgen.results import (
     outcome_counts,
 )
 from carebench.metrics.latency import LatencyRecorder, LatencyState
+from carebench.report.documents import read_results
+from carebench.report.export import write_outputs
 
 #: Width (seconds) of a timeline slot, as in `carebench loadtest`.
 TIMELINE_INTERVAL = 0.5
@@ -234,3 +237,19 @@ def _add_report(total: RunRecorder, report: WorkerReport, offset: int) -> None:
 def _add_counts(counts: dict[Outcome, int], more: OutcomeCounts) -> None:
     for outcome in OUTCOMES:
         counts[outcome] += more[outcome]
+
+
+def earlier_results(path: str, append: bool) -> list[LoadTestResult]:
+    """The results `path` holds when appending to it (none when it does not exist yet);
+    ConfigError, naming the file, when it holds something else."""
+    if not append or not Path(path).exists():
+        return []
+    return read_results(path)
+
+
+def write_results(path: str, result: LoadTestResult, append: bool) -> int:
+    """Write `result` to `path` as `loadtest --output` writes results, after those already
+    there when appending; how many results the file holds."""
+    results = [*earlier_results(path, append), result]
+    write_outputs(results, json_path=path)
+    return len(results)
