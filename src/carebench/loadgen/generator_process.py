@@ -159,19 +159,20 @@ async def _run(
 ) -> GeneratorReport:
     load = job.load
     started = begin + load.warmup if math.isfinite(begin) else time.perf_counter()
-    if not engine.stopping:
-        await asyncio.sleep(max(begin - time.perf_counter(), 0.0))
-        if load.warmup > 0:
-            await _warm_up(engine, job, begin)
-        await asyncio.sleep(max(started - time.perf_counter(), 0.0))
-    recorder = RunRecorder(started)
-    engine.start_measuring(recorder)
-    cpu = time.process_time()
-    reporting = asyncio.get_running_loop().create_task(_report_progress(connection, recorder))
+    heartbeat = Heartbeat(connection)
+    beating = asyncio.get_running_loop().create_task(heartbeat.run())
     try:
+        if not engine.stopping:
+            await asyncio.sleep(max(begin - time.perf_counter(), 0.0))
+            if load.warmup > 0:
+                await _warm_up(engine, job, begin)
+            await asyncio.sleep(max(started - time.perf_counter(), 0.0))
+        recorder = heartbeat.recorder = RunRecorder(started)
+        engine.start_measuring(recorder)
+        cpu = time.process_time()
         schedule = None if engine.stopping else await _measure(engine, job, started)
     finally:
-        reporting.cancel()
+        beating.cancel()
     return GeneratorReport(
         recorder=recorder_state(recorder),
         ended=time.perf_counter(),
@@ -183,10 +184,20 @@ async def _run(
     )
 
 
-async def _report_progress(connection: Connection, recorder: RunRecorder) -> None:
-    while True:
-        connection.send_bytes(ENCODER.encode(Progress(recorder.total)))
-        await asyncio.sleep(PROGRESS_EVERY)
+class Heartbeat:
+    """Tells the parent, a few times a second from the start, how many requests completed
+    since measuring began (0 while warming up): its progress bar, and proof of life."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self.recorder: RunRecorder | None = None
+
+    async def run(self) -> None:
+        while True:
+            completed = self.recorder.total if self.recorder is not None else 0
+            with contextlib.suppress(OSError):  # the parent is gone: Orders stops the run
+                self._connection.send_bytes(ENCODER.encode(Progress(completed)))
+            await asyncio.sleep(PROGRESS_EVERY)
 
 
 async def _warm_up(engine: Engine, job: GeneratorJob, begin: float) -> None:
