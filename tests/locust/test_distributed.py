@@ -108,6 +108,9 @@ def test_master_and_two_workers_count_what_the_server_counted(
     assert result["pattern"] == "shedder"
     assert result["interrupted"] is False
     assert result["config"]["concurrency"] == 8
+    samples = result["server_samples"]
+    assert samples and all("in_flight" in sample for sample in samples)
+    assert [sample["t"] for sample in samples] == sorted(sample["t"] for sample in samples)
     assert "from 2 generator(s)" in log
     report = subprocess.run(
         [sys.executable, "-m", "carebench", "report", str(output)],

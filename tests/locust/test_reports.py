@@ -165,6 +165,23 @@ def test_runs_append_into_one_file_that_report_compares(tmp_path: Path) -> None:
     assert other.read_text(encoding="utf-8") == '{"kind": "something"}'
 
 
+def test_server_samples_are_kept_on_the_masters_clock() -> None:
+    """A /metrics document becomes a sample `t` seconds into the run; anything that is not
+    a carebench server's document is not kept."""
+    merge = RunMerge(run(started_unix=50.0))
+    document: Any = {
+        "pattern_state": {"in_flight": 3, "queued": 1},
+        "backend": {"active_queries": 2},
+        "process": {"rss_bytes": 1000},
+    }
+    assert merge.add_sample(document, 51.25) is True
+    assert merge.add_sample({"status": "ok"}, 52.0) is False  # type: ignore[typeddict-item]
+    assert merge.samples == [
+        {"t": 1.25, "in_flight": 3, "queued": 1, "rss_bytes": 1000, "db_active": 2}
+    ]
+    assert merge.result(2.0, None, False)["server_samples"] == merge.samples
+
+
 @pytest.mark.parametrize(
     ("status", "timed_out", "outcome"),
     [

@@ -19,6 +19,8 @@ import json
 import logging
 import sys
 import time
+import urllib.request
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import gevent
@@ -34,7 +36,7 @@ from carebench.loadgen.engine import CONNECTION_ERROR_BACKOFF, MIN_BACKOFF
 from carebench.loadgen.ids import parse_ids
 from carebench.loadgen.priorities import parse_priorities
 from carebench.loadgen.results import RunRecorder
-from carebench.loadgen.runner import fetch_json
+from carebench.loadgen.sampler import SAMPLE_INTERVAL
 from carebench.locust.options import add_arguments, appending, load_config, output_path
 from carebench.locust.reports import (
     TIMELINE_INTERVAL,
@@ -122,6 +124,8 @@ class RunState:
 
     generator: Generator | None = None
     merge: RunMerge | None = None
+    #: The master's greenlet reading the server's /metrics through the run.
+    sampler: Any = None
     ended_unix: float = 0.0
     missing: tuple[str, ...] = ()
 
@@ -194,7 +198,30 @@ def on_test_start(environment: Environment, **_: Any) -> None:
     if not isinstance(runner, MasterRunner):
         STATE.generator = Generator(load)
     if not isinstance(runner, WorkerRunner):
-        STATE.merge = RunMerge(LocustRun(load, str(environment.host).rstrip("/"), time.time()))
+        merge = RunMerge(LocustRun(load, str(environment.host).rstrip("/"), time.time()))
+        STATE.merge, STATE.missing = merge, ()
+        STATE.sampler = gevent.spawn(_sample_server, merge, load.headers)
+
+
+def _sample_server(merge: RunMerge, headers: Mapping[str, str]) -> None:
+    """Master: the server's state every SAMPLE_INTERVAL, as `loadtest` samples it, until
+    the run ends (or at once, if the target is not a carebench server)."""
+    url = merge.run.target + "/metrics"
+    while True:
+        document = _get_json(url, headers)
+        if document is not None and not merge.add_sample(document, time.time()):
+            return
+        gevent.sleep(SAMPLE_INTERVAL)
+
+
+def _get_json(url: str, headers: Mapping[str, str]) -> Any:
+    """A JSON document (a --token's Authorization sent along), or None if none came."""
+    request = urllib.request.Request(url, headers=dict(headers))
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):  # URLError is an OSError
+        return None
 
 
 def on_stop_message(environment: Environment, **_: Any) -> None:
@@ -242,9 +269,12 @@ def on_test_stop(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner) or merge is None:
         return
     STATE.merge = None  # written once per test
+    if STATE.sampler is not None:
+        STATE.sampler.kill()
     if STATE.missing:
         log.error("carebench: no report from worker(s) %s", ", ".join(STATE.missing))
-    metrics = fetch_json(merge.run.target + "/metrics")
+    document = _get_json(merge.run.target + "/metrics", merge.run.load.headers)
+    metrics = document if isinstance(document, dict) else None
     duration = STATE.ended_unix - merge.run.started_unix
     result = merge.result(duration, metrics, interrupted=bool(STATE.missing))
     path = output_path(environment.parsed_options)
@@ -256,7 +286,7 @@ def on_test_stop(environment: Environment, **_: Any) -> None:
         except (ConfigError, OSError) as error:
             log.error("carebench: cannot write %s: %s", path, error)
             print(json.dumps([result], indent=2))  # the run is not lost
-    outcomes = ", ".join(f"{name} {count}" for name, count in result["outcomes"].items())
+    outcomes = ", ".join(f"{name} {n}" for name, n in result["outcomes"].items())
     log.info(
         "carebench: %d requests from %d generator(s) in %.1f s (%s), p99 %.3f ms%s",
         result["total_requests"],

@@ -33,6 +33,8 @@ from carebench.loadgen.results import (
     classify,
     outcome_counts,
 )
+from carebench.loadgen.sampler import ServerSample, sample_from_metrics
+from carebench.metrics.document import MetricsDocument
 from carebench.metrics.latency import LatencyRecorder, LatencyState
 from carebench.report.documents import read_results
 from carebench.report.export import write_outputs
@@ -143,6 +145,18 @@ class RunMerge:
     def __init__(self, run: LocustRun) -> None:
         self.run = run
         self.reports: dict[str, WorkerReport] = {}
+        #: The server's state through the run, as `loadtest` samples it (from the master).
+        self.samples: list[ServerSample] = []
+
+    def add_sample(self, metrics: MetricsDocument, at_unix: float) -> bool:
+        """Keep the state in a /metrics document read at `at_unix`; False (and nothing
+        kept) when it is not a carebench server's document."""
+        try:
+            state = sample_from_metrics(metrics)
+        except (KeyError, TypeError):
+            return False
+        self.samples.append({"t": round(at_unix - self.run.started_unix, 3), **state})
+        return True
 
     def add(self, report: WorkerReport) -> None:
         """Keep `report` (a worker that reports again replaces its earlier report)."""
@@ -187,7 +201,7 @@ class RunMerge:
             # RunSummary has exactly the keys summary() writes (see loadgen/runner.py).
             **self.recorder().summary(duration),  # type: ignore[typeddict-item]
             "open_loop": None,
-            "server_samples": [],
+            "server_samples": list(self.samples),
             "interrupted": interrupted,
             "config": self._config_report(),
             "server_metrics": dict(server_metrics) if server_metrics is not None else None,
