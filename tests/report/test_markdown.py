@@ -47,6 +47,10 @@ def collected(tmp_path: Path) -> Path:
         "     ratio: our client / wrk = 0.55 raw req/s, 0.60 per core of CPU used "
         "(some runs target-bound)\n"
     )
+    (directory / "scenario_matrix.txt").write_text(
+        "- machine: Test CPU\n\n### realistic database\n\n| pattern | closed, 100 clients |\n"
+        "| --- | ---: |\n| adaptive | 0.88 / 4.10 |\n"
+    )
     (directory / "bench.txt").write_text(
         "==== tables ====\n===== carebench: extra_info per benchmark =====\n\n"
         "zero latency: the pattern's own cost per request\nzero-c100 workerpool   19.4\n\n"
@@ -78,6 +82,9 @@ def test_document_has_every_section_and_the_verdicts(tmp_path: Path) -> None:
         "(some runs target-bound)" in text
     )
     assert "against the same nginx" in text
+    assert "## Scenario matrix\n\n`benchmarks/scenario_matrix.py`" in text
+    assert "\n| adaptive | 0.88 / 4.10 |\n" in text
+    assert "```\n- machine: Test CPU" not in text
     assert "zero-c100 workerpool   19.4" in text
     assert "43 passed" not in text
     assert "- microbenchmarks: optimized is NOT faster than workerpool" in text

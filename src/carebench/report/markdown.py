@@ -35,6 +35,7 @@ def render_markdown(directory: Path, docs: Path) -> str:
         _analysis(scenarios, directory, versus_lines),
         *(_scenario(name, results, docs) for name, results in scenarios.items()),
         _sweep(directory, docs),
+        _markdown_file(directory / "scenario_matrix.txt", "Scenario matrix", MATRIX_INTRO),
         calibration_section(directory, docs),
         versus_section,
         _text_block(directory / "overhead.txt", "Server overhead", OVERHEAD_INTRO),
@@ -57,6 +58,13 @@ CLIENT_INTRO = (
     "64 connections, against the same nginx (one worker on CPU 0, a fixed JSON body). Raw req/s "
     "and req/s per core of CPU each tool used, with nginx's CPU; a run where nginx used >= 90 % "
     "of its core is flagged target-bound (its raw rate measures nginx, not the tool)."
+)
+MATRIX_INTRO = (
+    "`benchmarks/scenario_matrix.py` (issue 13): for each simulated database and scenario, "
+    "every pattern with its defaults beside the oracle, the semaphore's best static limit for "
+    "that scenario from `carebench tune`; each cell is the pattern's goodput and p99 of "
+    "successes as ratios to the oracle's. The goal is a pattern within 10 % on both in every "
+    "scenario with no flags; [docs/tuning.md](docs/tuning.md) explains the rows."
 )
 
 REFERENCE_INTRO = (
@@ -290,6 +298,13 @@ def _text_block(path: Path, title: str, intro: str) -> str:
     if not path.exists():
         return ""
     return f"## {title}\n\n{intro}\n\n```\n{path.read_text().strip()}\n```\n"
+
+
+def _markdown_file(path: Path, title: str, intro: str) -> str:
+    """A section whose file is Markdown already (tables), included as it is, not fenced."""
+    if not path.exists():
+        return ""
+    return f"## {title}\n\n{intro}\n\n{path.read_text().strip()}\n"
 
 
 def _reference(path: Path) -> str:
