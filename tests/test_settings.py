@@ -88,7 +88,8 @@ def test_forwarding_leaves_out_the_servers_own_address_and_logging() -> None:
     flags = as_flags(ServerConfig(host="0.0.0.0", port=9, log_level="debug", quiet=True))
 
     assert flags == ["--request-timeout", "5.0s", "--critical-timeout", "2.0s",
-                     "--batch-timeout", "30.0s", "--server", "uvicorn"]  # fmt: skip
+                     "--batch-timeout", "30.0s", "--server", "uvicorn",
+                     "--processes", "1"]  # fmt: skip
 
 
 def test_switches_forward_only_when_on() -> None:

@@ -82,12 +82,13 @@ class RunPlan:
         return self.setup.as_flags()
 
 
-def split_cpus() -> tuple[set[int] | None, set[int] | None]:
-    """(server CPUs, load generator CPUs): one core for the server, the rest for us."""
+def split_cpus(server_processes: int = 1) -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, load generator CPUs): a core per server process, the rest for us; no
+    pinning at all (everyone shares) when that would leave the load generator none."""
     cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
+    if len(cpus) <= server_processes:
         return None, None
-    return {cpus[0]}, set(cpus[1:])
+    return set(cpus[:server_processes]), set(cpus[server_processes:])
 
 
 def run_plan(plan: RunPlan, progress: Progress | None = None) -> list[LoadTestResult]:
@@ -127,7 +128,7 @@ def _run_one(label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
         result["server_metrics"] = fetch_json(plan.target + "/metrics", tls, plan.load.headers)
         result["pattern"] = (result["server_metrics"] or {}).get("pattern", "target")
         return result
-    server_cpus, own_cpus = split_cpus()
+    server_cpus, own_cpus = split_cpus(plan.setup.server.processes)
     args = [*plan.server_args, "--pattern", label, "--quiet"]
     with ServerProcess(args, cpus=server_cpus, tls=tls) as server, _pinned(own_cpus):
         result = _drive(server.url, label, plan, progress, tls, (server_cpus, own_cpus))

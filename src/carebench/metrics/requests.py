@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypedDict
 
 from carebench.metrics.document import RequestSnapshot
-from carebench.metrics.latency import LatencyRecorder
+from carebench.metrics.latency import LatencyRecorder, LatencyState
 
 #: Every way a patient request can end. Each request is counted under exactly one.
 OUTCOMES = ("success", "error", "rejected", "timeout", "cancelled", "invalid")
@@ -17,6 +18,17 @@ OUTCOMES = ("success", "error", "rejected", "timeout", "cancelled", "invalid")
 LATENCY_BUCKETS = (
     0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+
+
+class RequestCounts(TypedDict):
+    """One process's request metrics, exactly, as plain data (`serve --processes` adds them)."""
+
+    pattern: str
+    uptime_seconds: float
+    latency: dict[str, LatencyState]
+    #: Per outcome, requests per Prometheus bucket (not cumulative; the last one is +Inf).
+    buckets: dict[str, list[int]]
+    status_codes: dict[str, int]
 
 
 class RequestMetrics:
@@ -85,6 +97,31 @@ class RequestMetrics:
             "status_codes": {str(code): n for code, n in sorted(self.status_codes.items())},
             "latency_histogram": overall.encode(),
         }
+
+    def counts(self) -> RequestCounts:
+        """Everything counted so far as plain data, for another process to add up."""
+        return {
+            "pattern": self.pattern,
+            "uptime_seconds": self.uptime(),
+            "latency": {outcome: self.latency[outcome].to_state() for outcome in OUTCOMES},
+            "buckets": {outcome: list(self._buckets[outcome]) for outcome in OUTCOMES},
+            "status_codes": {str(code): n for code, n in self.status_codes.items()},
+        }
+
+    @classmethod
+    def added(cls, parts: Sequence[RequestCounts]) -> RequestMetrics:
+        """The metrics of several processes together: counts, buckets and latency slots added
+        (so percentiles are exact), uptime that of the longest running one."""
+        total = cls(parts[0]["pattern"] if parts else "", uptime_source=lambda: 0.0)
+        for part in parts:
+            for outcome in OUTCOMES:
+                total.latency[outcome].merge(LatencyRecorder.from_state(part["latency"][outcome]))
+                for index, count in enumerate(part["buckets"][outcome]):
+                    total._buckets[outcome][index] += count
+            for code, n in part["status_codes"].items():
+                total.status_codes[int(code)] = total.status_codes.get(int(code), 0) + n
+        total._started = -max((part["uptime_seconds"] for part in parts), default=0.0)
+        return total
 
 
 def _percent(part: int, whole: int) -> float:

@@ -132,6 +132,8 @@ class CareBenchApp:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Called after shutdown (granian's worker prints its final stats this way).
         self.on_shutdown: Callable[[], None] | None = None
+        #: Awaited at the end of startup() (`serve --processes` opens its peer socket so).
+        self.on_startup: Callable[[], Awaitable[None]] | None = None
         #: When the drain must end (monotonic), from begin_drain(): shutdown() gets what is left.
         self._drain_deadline: float | None = None
         #: Set by cut_drain(): requests the server cancels from now on are answered 503.
@@ -343,6 +345,13 @@ class CareBenchApp:
             "process": process_stats(),
         }
 
+    def route(self, path: str, handler: Handler) -> None:
+        """Answer `path` with `handler`, behind the same access rule as the route it replaces
+        (`serve --processes` answers /metrics for every process this way)."""
+        if self._gate is not None and path not in OPEN_PATHS:
+            handler = _operational(handler, self._gate)
+        self._routes[path] = handler
+
     async def _profile(self, scope: Scope, receive: Receive, send: Send) -> None:
         from carebench.server.profiling import ProfileRequestError
 
@@ -411,6 +420,8 @@ class CareBenchApp:
         await self.backend.start()
         await self.pattern.start()
         self.started = True
+        if self.on_startup is not None:
+            await self.on_startup()
 
     def begin_drain(self) -> None:
         """The server stopped accepting: the drain timeout runs from now, for the server's

@@ -81,6 +81,13 @@ class ServerConfig:
         "HTTP server (granian needs the granian extra)",
         choices=lambda: tuple(SERVERS),
     )
+    processes: int = setting(
+        1,
+        "--processes",
+        "server processes sharing the port, each with its own pattern and backend: limits "
+        "are per process, so total capacity is N x each limit",
+        INT,
+    )
     tls_cert: str | None = setting(
         None,
         "--tls-cert",
@@ -113,6 +120,8 @@ class ServerConfig:
             raise ConfigError(
                 f"--max-header-size ({self.max_header_size}) must be >= {MIN_HEADER_SIZE}"
             )
+        if self.processes < 1:
+            raise ConfigError(f"--processes ({self.processes}) must be >= 1")
         if self.drain_timeout < 0:
             raise ConfigError(f"--drain-timeout ({self.drain_timeout:g}) must be >= 0")
         SERVERS.check(self.server)

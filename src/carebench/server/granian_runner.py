@@ -18,11 +18,13 @@ from __future__ import annotations
 import functools
 import math
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
 from carebench.server.app import CareBenchApp
 from carebench.server.config import ServerConfig
+from carebench.server.peers import ProcessGroup
 from carebench.server.setup import ServerSetup
 from carebench.server.startup import (
     StartupError,
@@ -33,6 +35,7 @@ from carebench.server.startup import (
     final_stats,
     free_port,
     listening_line,
+    stats_line,
     url_of,
 )
 
@@ -41,19 +44,26 @@ from carebench.server.startup import (
 TARGET = "carebench.server.granian_runner:load_worker_app"
 
 
-def load_worker_app(pattern: str, setup: ServerSetup) -> CareBenchApp:
-    """Build the app in granian's worker; final stats print when the worker stops."""
+def load_worker_app(pattern: str, setup: ServerSetup, group: Path | None = None) -> CareBenchApp:
+    """Build the app in granian's worker; final stats print when the worker stops. With
+    `--processes` above 1, `group` is the directory where the workers meet for /metrics."""
     app = build_app(pattern, setup)
-    app.on_shutdown = lambda: print(final_stats(app), file=sys.stdout, flush=True)
+    if group is None:
+        app.on_shutdown = lambda: print(final_stats(app), file=sys.stdout, flush=True)
+        return app
+    peers = ProcessGroup(group, app)
+    peers.attach()
+    label = f"{pattern}, process {peers.pid}"
+    app.on_shutdown = lambda: print(
+        stats_line(app.metrics.snapshot(), label), file=sys.stdout, flush=True
+    )
     return app
 
 
 def serve_granian(pattern: str, setup: ServerSetup, out: TextIO) -> int:
     """Serve until SIGINT/SIGTERM; the worker drains and prints final stats; the exit status."""
     try:
-        from granian.constants import HTTPModes, Interfaces, Loops
-        from granian.http import HTTP1Settings
-        from granian.log import LogLevels
+        import granian  # noqa: F401 (whether it is installed: run_granian imports its parts)
     except ImportError:
         raise StartupError(
             "--server granian needs granian: pip install 'carebench[granian]'"
@@ -67,12 +77,25 @@ def serve_granian(pattern: str, setup: ServerSetup, out: TextIO) -> int:
     scheme = "https" if server.tls else "http"
     print(listening_line(url_of(server.host, port, scheme), pattern), file=out, flush=True)
     absorb_signals()
+    with tempfile.TemporaryDirectory(prefix="carebench-processes-") as directory:
+        group = Path(directory) if server.processes > 1 else None
+        run_granian(pattern, setup, port, group)
+    return 0
+
+
+def run_granian(pattern: str, setup: ServerSetup, port: int, group: Path | None) -> None:
+    """granian's server with `--processes` workers, each building its own app."""
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+
+    server = setup.server
     granian = draining_granian()(
         TARGET,
         address=server.host,
         port=port,
         interface=Interfaces.ASGI,
-        workers=1,
+        workers=server.processes,
         loop=Loops.uvloop,
         http=HTTPModes.http1,
         # The connection limits uvicorn gets from carebench's protocol, in hyper's terms: a
@@ -93,9 +116,8 @@ def serve_granian(pattern: str, setup: ServerSetup, out: TextIO) -> int:
     )
     # granian calls the loader in its worker process: the settings travel as its arguments
     # (inherited on fork, pickled on spawn) instead of through the environment.
-    loader = functools.partial(load_worker_app, pattern, setup)
+    loader = functools.partial(load_worker_app, pattern, setup, group)
     granian.serve(target_loader=loader, wrap_loader=False)
-    return 0
 
 
 def tls_options(server: ServerConfig) -> dict[str, Any]:

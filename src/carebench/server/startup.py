@@ -15,6 +15,7 @@ from carebench import __version__
 from carebench.backends.config import create_backend
 from carebench.backends.dsn import redact_dsn
 from carebench.errors import BackendUnavailable
+from carebench.metrics.document import RequestSnapshot
 from carebench.patterns.base import create_pattern
 from carebench.server.app import CareBenchApp
 from carebench.server.setup import ServerSetup
@@ -59,8 +60,11 @@ def check_backend(setup: ServerSetup) -> None:
         raise StartupError(str(unavailable)) from None
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind before starting the server so port 0 resolves to a real port we can print."""
+def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """Bind before starting the server so port 0 resolves to a real port we can print.
+
+    With `reuse_port`, other sockets may bind the same port with it (`serve --processes`:
+    the kernel spreads connections over the processes listening)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -68,6 +72,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(address)
     except OSError as exc:
@@ -125,6 +131,11 @@ def banner_lines(pattern: str, setup: ServerSetup) -> list[str]:
         lines.append(f"  tls              TLS 1.2+ with {server.tls_cert}{client}")
     if setup.faults.faults:
         lines.append(f"  faults           {setup.faults.faults} (timed from now)")
+    if server.processes > 1:
+        lines.append(
+            f"  processes        {server.processes} sharing the port; workers, queue size and "
+            f"limits are per process: total capacity is {server.processes} x each"
+        )
     lines += [
         f"  deadlines        critical {server.critical_timeout:g}s, standard "
         f"{server.request_timeout:g}s, batch {server.batch_timeout:g}s",
@@ -176,10 +187,14 @@ def absorb_signals() -> None:
 
 def final_stats(app: CareBenchApp) -> str:
     """One line of totals and latency, printed when the server has drained."""
-    s = app.metrics_snapshot()
+    return stats_line(app.metrics.snapshot(), app.pattern.name)
+
+
+def stats_line(s: RequestSnapshot, label: str) -> str:
+    """`final stats (label): ...`: a snapshot's totals and latency on one line."""
     lat = s["latency_ms"]
     return (
-        f"final stats ({s['pattern']}): {s['total_requests']} requests, "
+        f"final stats ({label}): {s['total_requests']} requests, "
         f"{s['success_requests']} ok, {s['error_requests']} errors, "
         f"{s['rejected_requests']} rejected, {s['timeout_requests']} timeouts, "
         f"{s['cancelled_requests']} cancelled, {s['invalid_requests']} invalid; "

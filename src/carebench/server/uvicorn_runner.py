@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import socket
+import sys
+from pathlib import Path
 from typing import TextIO
 
 import uvicorn
 import uvloop
 
+from carebench.errors import ConfigError
 from carebench.server.app import CareBenchApp
 from carebench.server.config import ServerConfig
+from carebench.server.peers import ProcessGroup
 from carebench.server.setup import ServerSetup
 from carebench.server.startup import (
     StartupError,
@@ -21,14 +28,23 @@ from carebench.server.startup import (
     listening_line,
     url_of,
 )
+from carebench.server.supervisor import (
+    child_socket,
+    exit_with_parent,
+    report_final,
+    serve_processes,
+)
 from carebench.server.tls import server_context
 from carebench.server.uvicorn_drain import DrainingServer
 from carebench.server.uvicorn_protocol import ConnectionLimits, OneWriteHttpToolsProtocol
 
 
 def serve_uvicorn(pattern: str, setup: ServerSetup, out: TextIO) -> int:
-    """Serve until SIGINT/SIGTERM, drain, print final stats; the exit status."""
+    """Serve until SIGINT/SIGTERM, drain, print final stats; the exit status. With
+    `--processes` above 1, a parent runs that many servers on the port (server/supervisor.py)."""
     server = setup.server
+    if server.processes > 1:
+        return serve_processes(pattern, setup, out, run_child)
     check_backend(setup)
     app = build_app(pattern, setup)
     sock = bind_socket(server.host, server.port)
@@ -47,6 +63,40 @@ def serve_uvicorn(pattern: str, setup: ServerSetup, out: TextIO) -> int:
         raise StartupError("the server did not start (see the log above)")
     print(final_stats(app), file=out, flush=True)
     return 0
+
+
+def run_child(pattern: str, setup: ServerSetup, port: int, directory: Path) -> None:
+    """One uvicorn server of `serve --processes` (the target the supervisor spawns)."""
+    try:
+        sock = child_socket(setup, port)
+        app = build_app(pattern, setup)
+    except (ConfigError, StartupError) as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    group = ProcessGroup(directory, app)
+    group.attach()
+    uv_server = DrainingServer(uvicorn_config(app, setup.server), app)
+    absorb_signals()
+    try:
+        uvloop.run(_serve_in_group(uv_server, group, sock))
+    finally:
+        sock.close()
+    if not uv_server.started:
+        sys.exit(1)
+    report_final(directory, app)
+
+
+async def _serve_in_group(
+    uv_server: DrainingServer, group: ProcessGroup, sock: socket.socket
+) -> None:
+    watcher = asyncio.create_task(
+        exit_with_parent(lambda: uv_server.handle_exit(signal.SIGTERM, None))
+    )
+    try:
+        await uv_server.serve(sockets=[sock])
+    finally:
+        watcher.cancel()
+        await group.close()
 
 
 def uvicorn_config(app: CareBenchApp, server: ServerConfig) -> uvicorn.Config:

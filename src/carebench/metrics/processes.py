@@ -1,0 +1,205 @@
+"""/metrics for `serve --processes N`: every process's state added up, exactly where it can be.
+
+Each process answers a scrape for the whole group: it gathers every process's `ProcessState`
+(server/peers.py) and builds the same JSON document and Prometheus families a single process
+serves, from totals. Request counts, Prometheus buckets and the HdrHistogram slots are added,
+so percentiles are those of all requests, never an average of percentiles. The pattern's,
+backend's and process's state is added key by key (`add_up`); the JSON view also lists each
+process's own state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, TypedDict, cast
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from carebench.backends.base import BackendHealth, BackendStats
+from carebench.metrics.document import RequestSnapshot, ServerState
+from carebench.metrics.latency import LatencySummary
+from carebench.metrics.process import ProcessStats
+from carebench.metrics.prometheus import CarebenchCollector
+from carebench.metrics.requests import RequestCounts, RequestMetrics
+from carebench.patterns.stats import PatternStats
+
+#: Floats that add up across processes (each process has its own rate limit and bucket).
+ADDITIVE_FLOATS = frozenset({"rate_limit_per_second", "tokens", "cpu_seconds"})
+#: Texts where the totals show the worst process: one open circuit or one unreachable
+#: database is what an alert on the totals must see.
+WORST_FIRST = {
+    "status": ("down", "degraded", "healthy"),
+    "state": ("open", "half_open", "closed"),
+}
+
+
+class ProcessState(TypedDict):
+    """What one process tells the others at a scrape: everything its /metrics is built from."""
+
+    pid: int
+    requests: RequestCounts
+    pattern_state: PatternStats
+    backend: BackendStats
+    backend_health: BackendHealth
+    process: ProcessStats
+    #: User plus system CPU time of the process so far.
+    cpu_seconds: float
+
+
+class ProcessEntry(TypedDict):
+    """One process in the JSON view: its pid, requests, latency and state."""
+
+    pid: int
+    total_requests: int
+    success_requests: int
+    error_requests: int
+    rejected_requests: int
+    timeout_requests: int
+    cancelled_requests: int
+    invalid_requests: int
+    requests_per_second: float
+    latency_ms: LatencySummary
+    pattern_state: PatternStats
+    backend: BackendStats
+    process: ProcessStats
+    cpu_seconds: float
+
+
+class GroupDocument(RequestSnapshot, ServerState):
+    """GET /metrics of `serve --processes N`: the totals in the single-process fields, then
+    every process that answered, and the pids of those that did not."""
+
+    process: ProcessStats
+    process_count: int
+    processes: list[ProcessEntry]
+    unreachable_processes: list[int]
+
+
+def add_up(values: Sequence[Any], key: str = "") -> Any:
+    """The group's value of one state field, from each process's value.
+
+    Integers add up (counts, in flight, queue capacity, limits: capacity is per process);
+    mappings add up key by key and lists of integers item by item; floats add up only when
+    additive (`ADDITIVE_FLOATS`); texts in `WORST_FIRST` take the worst process's. Otherwise
+    a value every process agrees on is kept, and one they disagree on is None (the JSON view's
+    `processes` has each one's).
+    """
+    first = values[0]
+    if all(type(value) is int for value in values):
+        return sum(values)
+    if all(isinstance(value, dict) for value in values):
+        keys = [k for k in first if all(k in value for value in values)]
+        return {k: add_up([value[k] for value in values], k) for k in keys}
+    if all(_int_list(value) and len(value) == len(first) for value in values):
+        return [sum(items) for items in zip(*values, strict=True)]
+    if key in ADDITIVE_FLOATS and all(_number(value) for value in values):
+        return sum(values)
+    if key in WORST_FIRST and all(value in WORST_FIRST[key] for value in values):
+        return min(values, key=WORST_FIRST[key].index)
+    return first if all(value == first for value in values) else None
+
+
+def _int_list(value: Any) -> bool:
+    return isinstance(value, list) and all(type(item) is int for item in value)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class GroupTotals:
+    """The totals of the processes that answered a scrape."""
+
+    def __init__(self, states: Sequence[ProcessState], unreachable: Sequence[int] = ()) -> None:
+        if not states:
+            raise ValueError("a scrape has at least the answering process's own state")
+        self.states = sorted(states, key=lambda state: state["pid"])
+        self.unreachable = sorted(unreachable)
+        self.requests = RequestMetrics.added([state["requests"] for state in self.states])
+
+    def _added(self, field: str) -> Any:
+        return add_up([state[field] for state in self.states], field)  # type: ignore[literal-required]
+
+    def pattern_state(self) -> PatternStats:
+        return cast(PatternStats, self._added("pattern_state"))
+
+    def backend(self) -> BackendStats:
+        return cast(BackendStats, self._added("backend"))
+
+    def backend_health(self) -> BackendHealth:
+        return cast(BackendHealth, self._added("backend_health"))
+
+    def document(self) -> GroupDocument:
+        """The JSON view: the single-process document's fields as totals, then each process."""
+        return {
+            **self.requests.snapshot(),
+            "pattern_state": self.pattern_state(),
+            "backend": self.backend(),
+            "process": cast(ProcessStats, self._added("process")),
+            "process_count": len(self.states),
+            "processes": [_entry(state) for state in self.states],
+            "unreachable_processes": self.unreachable,
+        }
+
+    def registry(self) -> CollectorRegistry:
+        """The Prometheus families of the totals: carebench's, as one process exports them,
+        plus the processes' resident memory and CPU time added up."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(
+            CarebenchCollector(self.requests, self.pattern_state, self.backend, self.backend_health)
+        )
+        registry.register(GroupProcessCollector(self))
+        return registry
+
+
+class GroupProcessCollector(Collector):
+    """prometheus_client's process families, for the group: a single process's collector
+    would describe only the one that answered the scrape."""
+
+    def __init__(self, totals: GroupTotals) -> None:
+        self._states = totals.states
+        self._unreachable = totals.unreachable
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "process_resident_memory_bytes",
+            "Resident memory of all server processes, in bytes",
+            value=sum(state["process"]["rss_bytes"] for state in self._states),
+        )
+        yield CounterMetricFamily(
+            "process_cpu_seconds",
+            "User and system CPU time of all server processes, in seconds",
+            value=sum(state["cpu_seconds"] for state in self._states),
+        )
+        yield GaugeMetricFamily(
+            "carebench_processes",
+            "Server processes whose state this scrape holds",
+            value=len(self._states),
+        )
+        yield GaugeMetricFamily(
+            "carebench_processes_unreachable",
+            "Server processes that did not answer this scrape (their counts are missing)",
+            value=len(self._unreachable),
+        )
+
+
+def _entry(state: ProcessState) -> ProcessEntry:
+    own = RequestMetrics.added([state["requests"]]).snapshot()
+    return {
+        "pid": state["pid"],
+        "total_requests": own["total_requests"],
+        "success_requests": own["success_requests"],
+        "error_requests": own["error_requests"],
+        "rejected_requests": own["rejected_requests"],
+        "timeout_requests": own["timeout_requests"],
+        "cancelled_requests": own["cancelled_requests"],
+        "invalid_requests": own["invalid_requests"],
+        "requests_per_second": own["requests_per_second"],
+        "latency_ms": own["latency_ms"],
+        "pattern_state": state["pattern_state"],
+        "backend": state["backend"],
+        "process": state["process"],
+        "cpu_seconds": state["cpu_seconds"],
+    }

@@ -1,0 +1,179 @@
+"""`carebench serve --processes 2` as real processes on one port: spread, metrics, drain, exit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import pytest
+
+from carebench.server.process import ServerProcess
+
+pytestmark = pytest.mark.slow
+FAST = ["--db-profile", "ideal", "--min-latency", "0", "--max-latency", "0", "--quiet"]
+SLOW_QUERY = ["--db-profile", "ideal", "--min-latency", "600", "--max-latency", "600"]
+
+
+async def metrics_of(url: str, fmt: str = "json") -> httpx.Response:
+    """GET /metrics on a fresh connection, so the kernel may hand it to either process."""
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        return await client.get("/metrics" if fmt == "json" else f"/metrics?format={fmt}")
+
+
+async def wait_for(url: str, ready: Any, what: str) -> dict[str, Any]:
+    """Poll the JSON /metrics until `ready(document)` (readiness, not a fixed sleep)."""
+    for _ in range(1000):
+        document: dict[str, Any] = (await metrics_of(url)).json()
+        if ready(document):
+            return document
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never saw {what}")
+
+
+def both_up(document: dict[str, Any]) -> bool:
+    return bool(document.get("process_count") == 2)
+
+
+def prometheus_total(text: str) -> float:
+    counts = re.findall(r"^carebench_requests_total\{[^}]*\} (\S+)$", text, re.MULTILINE)
+    return sum(float(count) for count in counts)
+
+
+async def spread_requests(url: str, at_most: int) -> int:
+    """Patient requests, each on a new connection, until both processes have served some."""
+    sent = 0
+    while sent < at_most:
+        for _ in range(20):
+            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+                response = await client.get(f"/api/v1/patients?id=P{sent:05d}")
+            assert response.status_code == 200
+            sent += 1
+        document = (await metrics_of(url)).json()
+        if all(entry["total_requests"] for entry in document["processes"]):
+            return sent
+    raise AssertionError(f"one process served none of {sent} fresh connections")
+
+
+async def test_two_processes_share_the_port_and_answer_the_same_totals() -> None:
+    """Fresh connections reach both processes; every scrape, whichever process answers it,
+    counts all requests (JSON totals, per process entries and Prometheus agree)."""
+    server = ServerProcess(["--processes", "2", "--error-rate", "0", *FAST])
+    server.start()
+    try:
+        await wait_for(server.url, both_up, "both processes up")
+        sent = await spread_requests(server.url, at_most=400)
+        documents = [(await metrics_of(server.url)).json() for _ in range(6)]
+        scrapes = [(await metrics_of(server.url, "prometheus")).text for _ in range(6)]
+    finally:
+        status = server.stop()
+    pids = set()
+    for document in documents:
+        entries = document["processes"]
+        assert document["total_requests"] == sent == document["success_requests"]
+        assert sum(entry["total_requests"] for entry in entries) == sent
+        assert all(entry["total_requests"] > 0 for entry in entries)
+        assert document["pattern_state"]["workers"] == 2 * 20  # per process: capacity adds up
+        assert document["status_codes"] == {"200": sent}
+        assert document["unreachable_processes"] == []
+        pids |= {entry["pid"] for entry in entries}
+    assert len(pids) == 2
+    for text in scrapes:
+        assert prometheus_total(text) == sent
+        assert "carebench_processes 2.0" in text
+    assert status == 0
+    finals = [line for line in server.output if line.startswith("final stats")]
+    assert len(finals) == 3
+    assert f"final stats (workerpool, 2 processes): {sent} requests" in finals[-1]
+
+
+async def test_sigterm_drains_every_process() -> None:
+    """SIGTERM to the parent: requests running in both processes all get their 200, and the
+    parent exits 0 once both children have."""
+    args = ["--processes", "2", "--error-rate", "0", "--quiet", *SLOW_QUERY]
+    server = ServerProcess(args)
+    server.start()
+    try:
+        await wait_for(server.url, both_up, "both processes up")
+        async with contextlib.AsyncExitStack() as stack:
+            document, responses = await drain_under_load(server, stack, 16)
+    finally:
+        status = server.stop()
+    assert len(document["processes"]) == 2
+    assert [r.status_code for r in responses] == [200] * 16
+    assert status == 0
+    assert "final stats (workerpool, 2 processes): 16 requests" in server.output[-1]
+
+
+async def drain_under_load(
+    server: ServerProcess, stack: contextlib.AsyncExitStack, count: int
+) -> tuple[dict[str, Any], list[httpx.Response]]:
+    """`count` slow requests on their own connections, SIGTERM once both processes run some."""
+    clients = [
+        await stack.enter_async_context(httpx.AsyncClient(base_url=server.url, timeout=10))
+        for _ in range(count)
+    ]
+    pending = [
+        asyncio.create_task(client.get(f"/api/v1/patients?id=P{i}"))
+        for i, client in enumerate(clients)
+    ]
+    document = await wait_for(
+        server.url,
+        lambda d: (
+            all(e["pattern_state"]["in_flight"] for e in d["processes"])
+            and d["pattern_state"]["in_flight"] == count
+        ),
+        "requests in flight in both processes",
+    )
+    server.terminate()
+    return document, list(await asyncio.gather(*pending))
+
+
+async def test_a_child_that_dies_stops_the_group_with_status_1() -> None:
+    """A server process killed outright is reported; the parent drains the other and exits 1."""
+    server = ServerProcess(["--processes", "2", *FAST])
+    server.start()
+    try:
+        document = await wait_for(server.url, both_up, "both processes up")
+        victim = document["processes"][0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        assert server._process is not None
+        status = server._process.wait(timeout=30)  # it exits by itself: no signal sent
+    finally:
+        server.stop()
+    assert status == 1
+    assert any(
+        f"error: server process {victim} exited unexpectedly" in line for line in server.output
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_bad_process_counts_exit_2(value: str) -> None:
+    """--processes takes a whole number >= 1: anything else is one `error:` line, exit 2."""
+    command = [sys.executable, "-m", "carebench", "serve", "--processes", value, "--port", "0"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "--processes" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_granian_workers_answer_for_the_group() -> None:
+    """--server granian runs --processes workers; /metrics counts both workers' requests."""
+    pytest.importorskip("granian")
+    args = ["--server", "granian", "--processes", "2", "--error-rate", "0", *FAST]
+    server = ServerProcess(args)
+    server.start()
+    try:
+        await wait_for(server.url, both_up, "both workers up")
+        sent = await spread_requests(server.url, at_most=400)
+        text = (await metrics_of(server.url, "prometheus")).text
+    finally:
+        status = server.stop()
+    assert status == 0
+    assert prometheus_total(text) == sent
