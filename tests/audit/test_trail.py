@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from carebench.audit.record import AuditRecord
 from carebench.audit.trail import AuditTrail
 from tests.audit.conftest import MemorySink, trail_for
@@ -130,3 +132,20 @@ def test_fhir_format_writes_audit_events() -> None:
     trail.close()
     assert [line["resourceType"] for line in sink.lines()] == ["AuditEvent"] * 2
     assert trail.stats()["format"] == "fhir"
+
+
+def test_a_writer_stuck_in_its_sink_is_left_behind_on_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Close waits `timeout` for a hung sink, then says how many records are unwritten and
+    returns (the process must still exit); the sink is not closed under the writer."""
+    sink = MemorySink()
+    sink.hold = threading.Event()
+    trail = trail_for(sink)
+    trail.start()
+    serve(trail, 3)
+    assert sink.entered.wait(10)
+    trail.close(timeout=0.01)
+    assert "records still unwritten" in caplog.text
+    assert not sink.closed and trail.pending > 0
+    sink.hold.set()
