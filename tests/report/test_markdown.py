@@ -47,6 +47,10 @@ def collected(tmp_path: Path) -> Path:
         "     ratio: our client / wrk = 0.55 raw req/s, 0.60 per core of CPU used "
         "(some runs target-bound)\n"
     )
+    (directory / "processes.txt").write_text(
+        "median processes 2:    30,000 req/s\n"
+        "ratio 2/1 processes, req/s: 1.20x (rounds 1.10, 1.20, 1.30)\n"
+    )
     (directory / "scenario_matrix.txt").write_text(
         "- machine: Test CPU\n\n### realistic database\n\n| pattern | closed, 100 clients |\n"
         "| --- | ---: |\n| adaptive | 0.88 / 4.10 |\n"
@@ -77,6 +81,8 @@ def test_document_has_every_section_and_the_verdicts(tmp_path: Path) -> None:
     assert "| workerpool | 97.5 | 800.0 | 130.0 |" in text
     assert "## Sweep over concurrency" in text
     assert "ratio 0.50" in text
+    assert "## Server processes" in text and "`--processes 2`" in text
+    assert "- processes: ratio 2/1 processes, req/s: 1.20x (rounds 1.10, 1.20, 1.30)" in text
     assert (
         "- client vs wrk: ratio: our client / wrk = 0.55 raw req/s, 0.60 per core of CPU used "
         "(some runs target-bound)" in text

@@ -40,6 +40,7 @@ def render_markdown(directory: Path, docs: Path) -> str:
         versus_section,
         _text_block(directory / "overhead.txt", "Server overhead", OVERHEAD_INTRO),
         _text_block(directory / "client_vs_wrk.txt", "Load generator versus wrk", CLIENT_INTRO),
+        _text_block(directory / "processes.txt", "Server processes", PROCESSES_INTRO),
         _reference(directory / "reference.txt"),
         _bench(directory),
     ]
@@ -58,6 +59,17 @@ CLIENT_INTRO = (
     "64 connections, against the same nginx (one worker on CPU 0, a fixed JSON body). Raw req/s "
     "and req/s per core of CPU each tool used, with nginx's CPU; a run where nginx used >= 90 % "
     "of its core is flagged target-bound (its raw rate measures nginx, not the tool)."
+)
+PROCESSES_INTRO = (
+    "`benchmarks/processes.py --rounds 5 --duration 10`: `carebench serve --processes 1` "
+    "against `--processes 2` ([docs/processes.md](docs/processes.md)), workerpool with 64 "
+    "workers per process at zero database latency, driven by `wrk -t1 -c64` after a 1 s "
+    "warm-up, rounds alternating which goes first. Nothing is pinned: on this two-core machine "
+    "wrk and the server's processes share both cores, so this shows how the server's own cost "
+    "scales under a fixed load generator, not what two free cores could serve. Per run: req/s, "
+    "wrk's p50/p99, the CPU of the server's processes in cores, req/s per server core, wrk's "
+    "CPU and each process's share of the requests; the ratios are the medians of each round's "
+    "2/1 pair."
 )
 MATRIX_INTRO = (
     "`benchmarks/scenario_matrix.py` (issue 13): for each simulated database and scenario, "
@@ -132,6 +144,7 @@ def _analysis(scenarios: dict[str, list[LoadTestResult]], directory: Path, extra
     for path, pattern in (
         (directory / "overhead.txt", r"median req/s: .*"),
         (directory / "client_vs_wrk.txt", r".*ratio: our client / wrk = .*"),
+        (directory / "processes.txt", r"ratio 2/1 processes, req/s: .*"),
         (directory / "reference.txt", r"(?m)^(median req/s|skipped): .*"),
     ):
         if path.exists():
