@@ -9,12 +9,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from carebench.server.http import Receive, Scope, Send
 from carebench.server.uvicorn_protocol import (
     ConnectionLimits,
     HeadHoldingTransport,
+    OneWriteCycle,
     OneWriteHttpToolsProtocol,
 )
 
@@ -79,10 +82,21 @@ async def exchange(port: int, raw: bytes, until: bytes) -> bytes:
 
 
 @asynccontextmanager
-async def serving(app: Any, limits: ConnectionLimits | None = None) -> AsyncIterator[int]:
+async def serving(
+    app: Any, limits: ConnectionLimits | None = None, keep_alive: float = 5.0
+) -> AsyncIterator[int]:
     """An in-process uvicorn server with this protocol (and `limits`); its port."""
     protocol = OneWriteHttpToolsProtocol.with_limits(limits or ConnectionLimits())
-    config: Any = uvicorn.Config(app, http=protocol, lifespan="off", log_level="warning")
+    # ws="none" as `carebench serve` has it: with a WebSocket library installed (locust brings
+    # wsproto) uvicorn would otherwise take upgrade requests itself.
+    config: Any = uvicorn.Config(
+        app,
+        http=protocol,
+        ws="none",
+        lifespan="off",
+        log_level="warning",
+        timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # int in its hints; any delay works
+    )
     server = uvicorn.Server(config)
     # Listening before the server starts: connections wait in the backlog, no polling.
     sock = socket.create_server(("127.0.0.1", 0))
@@ -267,3 +281,76 @@ async def test_a_client_that_resets_marks_the_request_in_flight_disconnected() -
                 break
             await asyncio.sleep(0.01)
     assert seen == [True]
+
+
+class FlowStub:
+    write_paused = False
+
+
+def response_head(cycle_class: type[RequestResponseCycle], headers: list[Any]) -> bytes:
+    """What a cycle of `cycle_class` writes for a 200 with `headers` (and a 2-byte body)."""
+    transport = RecordingTransport()
+    defaults = [(b"date", b"Sat, 28 Nov 2026 12:00:00 GMT"), (b"server", b"uvicorn")]
+    cycle = RequestResponseCycle(
+        {"method": "GET"},  # type: ignore[typeddict-item]
+        transport,  # type: ignore[arg-type]
+        FlowStub(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        False,
+        defaults,
+        asyncio.Event(),
+        False,
+        True,
+        lambda: None,
+    )
+    cycle.__class__ = cycle_class
+
+    async def respond() -> None:
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": headers})
+        await cycle.send({"type": "http.response.body", "body": b"hi"})
+
+    asyncio.run(respond())
+    assert cycle.response_complete
+    return b"".join(transport.writes)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"content-type", b"application/json"), (b"content-length", b"2")],
+        [(b"content-length", b"2"), (b"x-request-id", b"r1"), (b"retry-after", b"3")],
+        [(b"x-custom", b"1"), (b"content-length", b"2")],  # not carebench's: uvicorn's path
+        [(b"Content-Type", b"text/plain"), (b"content-length", b"2")],  # not lower case
+        [(b"content-type", b"text/plain")],  # no length: uvicorn chunks it
+        [(b"content-length", b"2"), (b"connection", b"close")],
+    ],
+)
+def test_the_short_path_writes_what_uvicorn_writes(headers: list[Any]) -> None:
+    """OneWriteCycle's head is byte for byte uvicorn's, on its short path or off it."""
+    assert response_head(OneWriteCycle, headers) == response_head(RequestResponseCycle, headers)
+
+
+@pytest.mark.parametrize("value", [b"a\r\nset-cookie: x=1", b"a\nb", b"a\x00b"])
+def test_a_header_value_that_could_inject_is_refused_as_uvicorn_refuses_it(value: bytes) -> None:
+    """A value with CR, LF or NUL leaves the short path, and uvicorn refuses it."""
+    headers = [(b"x-request-id", value), (b"content-length", b"2")]
+    with pytest.raises(RuntimeError, match="Invalid HTTP header value"):
+        response_head(OneWriteCycle, headers)
+
+
+async def test_keep_alive_closes_an_idle_connection_but_not_a_busy_one() -> None:
+    """A connection that keeps sending outlives the keep-alive timeout; once it idles for
+    the timeout, the server closes it."""
+    async with serving(no_body_app, keep_alive=0.3) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for index in range(8):  # 0.8 s in all, a request every 0.1 s
+                writer.write(f"GET /r{index} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+                await asyncio.wait_for(reader.readuntil(f"/r{index}".encode()), 5)
+                await asyncio.sleep(0.1)
+            started = asyncio.get_running_loop().time()
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            assert asyncio.get_running_loop().time() - started >= 0.1
+        finally:
+            writer.close()
