@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every run BENCHMARKS.md is generated from, into results/benchmarks/ (about 30 minutes):
 # load tests at 100 and 500 clients on both database profiles, a concurrency sweep, the
-# server-overhead ratio, the load generator against wrk, the server beside the Go reference
+# server-overhead ratio, the load generator against wrk, one server process against two
+# (benchmarks/processes.py), the server beside the Go reference
 # (benchmarks/reference.sh), the microbenchmarks, and the real
 # databases (benchmarks/collect_databases.sh: PostgreSQL and SQLite, calibrated).
 #   usage: benchmarks/collect.sh   (then: carebench report results/benchmarks --markdown BENCHMARKS.md)
@@ -35,6 +36,8 @@ echo "== overhead" >&2
 benchmarks/overhead.sh 10 3 > "$out/overhead.txt"
 echo "== load generator vs wrk" >&2
 "$bin/python" benchmarks/client_vs_wrk.py --duration 10 --runs 3 > "$out/client_vs_wrk.txt"
+echo "== serve --processes 1 vs 2" >&2
+"$bin/python" benchmarks/processes.py --rounds 5 --duration 10 > "$out/processes.txt"
 # Prints "skipped: <reason>" (exit 0) without Go or the reference's sources (REFERENCE_SRC=DIR).
 echo "== versus the Go reference server" >&2
 benchmarks/reference.sh 10 3 > "$out/reference.txt"
