@@ -36,7 +36,7 @@ def make_secrets(directory: Path, service: str, namespace: str = "default") -> S
         "127.0.0.1",
     )
     private, public, _ = new_key_pair(str(directory / "jwt"))
-    return {
+    secrets = {
         "carebench-tls": {
             "tls.crt": b"".join(blob.bytes() for blob in leaf.cert_chain_pems),
             "tls.key": leaf.private_key_pem.bytes(),
@@ -44,6 +44,10 @@ def make_secrets(directory: Path, service: str, namespace: str = "default") -> S
         },
         "carebench-jwt": {"public.pem": public.read_bytes(), "private.pem": private.read_bytes()},
     }
+    assert {name: set(data) for name, data in secrets.items()} == {
+        name: set(keys) for name, keys in manifests.SECRET_KEYS.items()
+    }
+    return secrets
 
 
 @dataclass(frozen=True)
