@@ -51,6 +51,11 @@ def collected(tmp_path: Path) -> Path:
         "median processes 2:    30,000 req/s\n"
         "ratio 2/1 processes, req/s: 1.20x (rounds 1.10, 1.20, 1.30)\n"
     )
+    (directory / "safeguards_cost.txt").write_text(
+        "database  endpoint        mode              req/s\n"
+        "ideal     legacy          plain             20000\n"
+        "all safeguards / plain at zero database latency: legacy 0.80x req/s, 1.20x p50\n"
+    )
     (directory / "scenario_matrix.txt").write_text(
         "- machine: Test CPU\n\n### realistic database\n\n| pattern | closed, 100 clients |\n"
         "| --- | ---: |\n| adaptive | 0.88 / 4.10 |\n"
@@ -88,6 +93,12 @@ def test_document_has_every_section_and_the_verdicts(tmp_path: Path) -> None:
         "(some runs target-bound)" in text
     )
     assert "against the same nginx" in text
+    assert "## Cost of the safeguards\n\n`benchmarks/safeguards_cost.py`" in text
+    assert "ideal     legacy          plain             20000" in text
+    assert (
+        "- safeguards cost: all safeguards / plain at zero database latency: legacy 0.80x "
+        "req/s, 1.20x p50" in text
+    )
     assert "## Scenario matrix\n\n`benchmarks/scenario_matrix.py`" in text
     assert "\n| adaptive | 0.88 / 4.10 |\n" in text
     assert "```\n- machine: Test CPU" not in text

@@ -41,6 +41,7 @@ def render_markdown(directory: Path, docs: Path) -> str:
         _text_block(directory / "overhead.txt", "Server overhead", OVERHEAD_INTRO),
         _text_block(directory / "client_vs_wrk.txt", "Load generator versus wrk", CLIENT_INTRO),
         _text_block(directory / "processes.txt", "Server processes", PROCESSES_INTRO),
+        _text_block(directory / "safeguards_cost.txt", "Cost of the safeguards", SAFEGUARDS_INTRO),
         _reference(directory / "reference.txt"),
         _bench(directory),
     ]
@@ -70,6 +71,17 @@ PROCESSES_INTRO = (
     "wrk's p50/p99, the CPU of the server's processes in cores, req/s per server core, wrk's "
     "CPU and each process's share of the requests; the ratios are the medians of each round's "
     "2/1 pair."
+)
+SAFEGUARDS_INTRO = (
+    "`benchmarks/safeguards_cost.py` (issue 12): `carebench serve --pattern workerpool` plain, "
+    "with TLS, TLS + JWT (`--auth jwt`, the token cached after its first check) and TLS + JWT + "
+    "audit log to a file ([docs/security.md](docs/security.md)), for the legacy read, FHIR read "
+    "and `$everything`, at zero database latency (`--db-profile ideal`, 64 clients: the "
+    "server's own cost) and at the realistic profile's 50-100 ms (16 clients, errors off); "
+    "`carebench loadtest --target` on CPU 1, the server on CPU 0, every combination in each "
+    "round with the modes' order rotating. Medians of the runs; the ratios (x) are medians of "
+    "each run against the plain run of its round (req/s: above 1 is faster; p50, p99: above 1 "
+    "is slower)."
 )
 MATRIX_INTRO = (
     "`benchmarks/scenario_matrix.py` (issue 13): for each simulated database and scenario, "
@@ -145,6 +157,7 @@ def _analysis(scenarios: dict[str, list[LoadTestResult]], directory: Path, extra
         (directory / "overhead.txt", r"median req/s: .*"),
         (directory / "client_vs_wrk.txt", r".*ratio: our client / wrk = .*"),
         (directory / "processes.txt", r"ratio 2/1 processes, req/s: .*"),
+        (directory / "safeguards_cost.txt", r"all safeguards / plain .*"),
         (directory / "reference.txt", r"(?m)^(median req/s|skipped): .*"),
     ):
         if path.exists():
