@@ -19,7 +19,7 @@ import jsonschema
 import psutil
 import pytest
 
-from carebench.loadgen import generators
+from carebench.loadgen import generators, results
 from carebench.loadgen.config import LoadConfig
 from carebench.loadgen.generator_process import GeneratorJob, _generate
 from carebench.loadgen.generators import GeneratorFailed, GeneratorPool
@@ -303,3 +303,25 @@ async def test_a_generator_whose_parent_is_gone_stops() -> None:
     report = await asyncio.wait_for(task, 10)
     assert report.interrupted
     assert 0 < report.sent < 5_000_000
+
+
+async def test_a_timed_closed_loop_measures_after_its_warm_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Warm-up then measuring on time: the warm-up's requests (folded into its recorder's
+    timeline as they go) are left out, measuring starts at begin + warm-up and lasts
+    --duration."""
+    monkeypatch.setattr(results, "FLUSH_EVERY", 16)
+    load = LoadConfig(duration=0.5, concurrency=4, generators=2, warmup=0.5)
+    share = split_load(load, 2)[0]
+    with ServerProcess(["--pattern", "workerpool", "--quiet", "--db-profile", "ideal"]) as server:
+        ours, theirs = multiprocessing.Pipe()
+        task = asyncio.create_task(_generate(theirs, GeneratorJob(server.url, load, share)))
+        assert isinstance(FROM_GENERATOR.decode(await asyncio.to_thread(ours.recv_bytes)), Ready)
+        at = time.perf_counter() + 0.05
+        ours.send_bytes(ENCODER.encode(Begin(at)))
+        report = await asyncio.wait_for(task, 30)
+    recorder = recorder_from_state(report.recorder)
+    assert recorder.started == at + 0.5
+    assert recorder.total == report.sent > 0
+    assert 0.5 <= report.ended - recorder.started < 1.5

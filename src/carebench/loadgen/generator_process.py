@@ -139,7 +139,7 @@ async def _generate(connection: Connection, job: GeneratorJob) -> GeneratorRepor
         channels,
         parse_ids(load.ids, share.seed),
         load.timeout,
-        RunRecorder(0.0),
+        RunRecorder(time.perf_counter()),  # warm-up only: forgotten at start_measuring
         choose_priority=parse_priorities(load.priorities, share.seed),
         honor_retry_after=load.honor_retry_after,
     )
