@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
+import sys
 import tomllib
 import uuid
 from pathlib import Path
@@ -99,6 +100,33 @@ def test_image_entrypoint_and_healthcheck() -> None:
     script = check.split('"')[-2]
     copy = f"deploy/docker/{HEALTHCHECK.name} {script}"
     assert ("COPY", copy) in steps
+
+
+HADOLINT = shutil.which("hadolint") or shutil.which(
+    "hadolint", path=str(Path(sys.executable).parent)
+)
+
+
+def hadolint(dockerfile: str) -> subprocess.CompletedProcess[str]:
+    assert HADOLINT is not None
+    return subprocess.run(
+        [HADOLINT, "-"], input=dockerfile, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.skipif(
+    HADOLINT is None, reason="hadolint is not installed (the dev extra has it on x86-64 Linux)"
+)
+def test_dockerfile_passes_hadolint() -> None:
+    """hadolint (Dockerfile best practices and ShellCheck on RUN) finds nothing; a Dockerfile
+    that ends as root and pins no base version is caught."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    clean = hadolint(text)
+    assert clean.returncode == 0, clean.stdout
+    broken = text.replace("ARG PYTHON_IMAGE=python:3.11-slim-bookworm", "ARG PYTHON_IMAGE=python")
+    broken = broken.replace("USER 10001:10001", "USER root")
+    found = hadolint(broken)
+    assert found.returncode != 0 and "DL3002" in found.stdout, found.stdout
 
 
 def healthcheck_module() -> ModuleType:

@@ -1,7 +1,8 @@
 """Every shipped object is a valid Kubernetes object: the official client's models load it and
 write it back unchanged (a misspelt or misplaced field would be dropped, so the round trip
-differs), `kubectl kustomize` renders the server's set, and where a cluster is configured
-`kubectl apply --dry-run=client` accepts it."""
+differs); it passes the API's own OpenAPI schemas, strictly (no unknown field), for the oldest
+and the newest Kubernetes that kubernetes-validate ships; `kubectl kustomize` renders the
+server's set; and where a cluster is configured `kubectl apply --dry-run=client` accepts it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 from kubernetes.client import ApiClient
@@ -20,6 +22,9 @@ from tests.deploy import manifests
 from tests.deploy.manifests import K8S, SERVER_FILES, Manifest
 
 KUBECTL = shutil.which("kubectl")
+#: The oldest Kubernetes the manifests are checked against (autoscaling/v2 and policy/v1 are
+#: older; kubernetes-validate ships schemas from 1.25 on), and the newest it ships.
+KUBERNETES_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
 _CLIENT = ApiClient()
 
 
@@ -41,6 +46,24 @@ def round_trip(obj: Manifest) -> Any:
 def test_object_is_a_valid_kubernetes_model(obj: Manifest) -> None:
     """Each object loads as its kubernetes client model and comes back field for field."""
     assert round_trip(obj) == obj
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("obj", manifests.all_objects(), ids=lambda obj: obj["kind"])
+def test_object_passes_the_api_schema(obj: Manifest, version: str) -> None:
+    """Each object validates against that Kubernetes version's schema, unknown fields refused."""
+    kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_schema_catches_a_misplaced_field_and_a_wrong_type() -> None:
+    """A field in the wrong place and a port that is not a number both fail the schema."""
+    deployment = manifests.one("Deployment")
+    deployment["spec"]["terminationGracePeriodSeconds"] = 30  # belongs to the pod spec
+    service = manifests.one("Service")
+    service["spec"]["ports"][0]["port"] = "https"
+    for broken in (deployment, service):
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[-1], strict=True)
 
 
 def test_every_kind_is_shipped() -> None:
