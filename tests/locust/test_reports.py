@@ -105,10 +105,14 @@ def test_reports_that_cannot_merge_are_refused() -> None:
     with pytest.raises(ReportError, match="timeline slots"):
         merge.add(report)
     broken = worker_report(RunRecorder(0.0), "broken", 1000.0)
-    broken["latency"]["success"]["indices"] = [10**9]
-    broken["latency"]["success"]["counts"] = [1]
+    broken.recorder.latency["success"]["indices"] = [10**9]
+    broken.recorder.latency["success"]["counts"] = [1]
     with pytest.raises(ReportError, match="broken"):
         merge.add(broken)
+    unknown = worker_report(RunRecorder(0.0), "unknown", 1000.0)
+    unknown.recorder.latency["lost"] = unknown.recorder.latency.pop("success")
+    with pytest.raises(ReportError, match="unknown outcomes"):
+        merge.add(unknown)
     assert merge.reports == {}
 
 

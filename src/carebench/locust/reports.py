@@ -1,10 +1,11 @@
 """What each Locust worker measured, sent to the master, and the master's exact merge of them.
 
 A worker records its requests in a RunRecorder, as `carebench loadtest` does, and at the end
-sends the recorder's whole state: the HdrHistogram counts of every outcome, status codes,
-timeline slots and priority classes (`WorkerReport`). The master adds them up slot by slot,
-so the merged percentiles are those of every request of the run, never an average of the
-workers' percentiles, and writes one LoadTestResult: `carebench report` reads it as it reads
+sends the recorder's exact state (`RecorderState`, as a `loadtest --generators` process sends
+it: the HdrHistogram slots and sums of every outcome, status codes, timeline slots, priority
+classes). The master rebuilds each recorder and merges them (`RunRecorder.merge`), so the
+merged percentiles are those of every request of the run, never an average of the workers'
+percentiles, and writes one LoadTestResult: `carebench report` reads it as it reads
 `carebench loadtest --output`. Nothing here imports locust or gevent.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
 
 import msgspec
 
@@ -21,21 +21,16 @@ from carebench import __version__
 from carebench.loadgen.config import LoadConfig
 from carebench.loadgen.machine import describe_machine
 from carebench.loadgen.results import (
-    OUTCOMES,
     SCHEMA_VERSION,
-    ClassStats,
-    Interval,
     LoadTestResult,
     Outcome,
-    OutcomeCounts,
     RunConfigReport,
     RunRecorder,
     classify,
-    outcome_counts,
 )
 from carebench.loadgen.sampler import ServerSample, sample_from_metrics
+from carebench.loadgen.wire import RecorderState, recorder_from_state, recorder_state
 from carebench.metrics.document import MetricsDocument
-from carebench.metrics.latency import LatencyRecorder, LatencyState
 from carebench.report.documents import read_results
 from carebench.report.export import write_outputs
 
@@ -43,63 +38,28 @@ from carebench.report.export import write_outputs
 TIMELINE_INTERVAL = 0.5
 
 
-class IntervalState(TypedDict):
-    """One timeline slot of a worker: what completed in it, and their latency."""
-
-    counts: OutcomeCounts
-    latency: LatencyState
-
-
-class ClassState(TypedDict):
-    """One priority class of a worker: its outcomes and the latency of its successes."""
-
-    counts: OutcomeCounts
-    success_latency: LatencyState
-
-
-class WorkerReport(TypedDict):
-    """Everything one worker measured: its RunRecorder, as JSON-safe values."""
+class WorkerReport(msgspec.Struct, frozen=True):
+    """Everything one worker measured."""
 
     #: Locust's id of the worker (host name and a random suffix).
     worker: str
-    #: Wall-clock time (Unix seconds) at which its timeline starts.
+    #: Wall-clock time (Unix seconds) at which its timeline starts: the workers' own
+    #: perf_counter clocks are not comparable across machines.
     started_unix: float
-    interval: float
-    latency: dict[Outcome, LatencyState]
-    #: HTTP status (as a string: a JSON key) -> responses.
-    status_codes: dict[str, int]
-    timeline: list[IntervalState]
-    by_priority: dict[str, ClassState]
+    recorder: RecorderState
 
 
 class ReportError(ValueError):
-    """A worker's message that is not a WorkerReport."""
+    """A worker's message that is not a WorkerReport, or one that cannot be merged."""
 
 
 def worker_report(recorder: RunRecorder, worker: str, started_unix: float) -> WorkerReport:
     """`recorder`'s state, to send to the master."""
-    return {
-        "worker": worker,
-        "started_unix": started_unix,
-        "interval": recorder.interval,
-        "latency": {outcome: recorder.latency[outcome].to_state() for outcome in OUTCOMES},
-        "status_codes": {str(code): n for code, n in sorted(recorder.status_codes.items())},
-        "timeline": [
-            {"counts": outcome_counts(slot.counts), "latency": slot.latency.to_state()}
-            for slot in recorder.timeline
-        ],
-        "by_priority": {
-            name: {
-                "counts": outcome_counts(stats.counts),
-                "success_latency": stats.success_latency.to_state(),
-            }
-            for name, stats in sorted(recorder.by_priority.items())
-        },
-    }
+    return WorkerReport(worker, started_unix, recorder_state(recorder))
 
 
 def encode_report(report: WorkerReport) -> bytes:
-    """The report as JSON bytes (Locust's messages carry them as they are)."""
+    """The report as JSON (Locust's messages carry it as text)."""
     return msgspec.json.encode(report)
 
 
@@ -145,6 +105,8 @@ class RunMerge:
     def __init__(self, run: LocustRun) -> None:
         self.run = run
         self.reports: dict[str, WorkerReport] = {}
+        #: Each worker's recorder, rebuilt and moved onto the master's timeline.
+        self._parts: dict[str, RunRecorder] = {}
         #: The server's state through the run, as `loadtest` samples it (from the master).
         self.samples: list[ServerSample] = []
 
@@ -159,33 +121,42 @@ class RunMerge:
         return True
 
     def add(self, report: WorkerReport) -> None:
-        """Keep `report` (a worker that reports again replaces its earlier report)."""
-        if report["interval"] != self.run.interval:
+        """Keep `report` (a worker that reports again replaces its earlier report);
+        ReportError, keeping nothing, if it cannot be merged."""
+        if report.recorder.interval != self.run.interval:
             raise ReportError(
-                f"worker {report['worker']} reports {report['interval']:g} s timeline slots; "
-                f"the master merges {self.run.interval:g} s ones (mixed carebench versions?)"
+                f"worker {report.worker} reports {report.recorder.interval:g} s timeline "
+                f"slots; the master merges {self.run.interval:g} s ones (mixed versions?)"
             )
-        try:  # a report that cannot be merged is refused now, not when the run is written
-            _add_report(RunRecorder(0.0, self.run.interval), report, 0)
+        try:
+            part = recorder_from_state(self._aligned(report))
         except ValueError as error:
-            raise ReportError(f"worker {report['worker']}: {error}") from None
-        self.reports[report["worker"]] = report
+            raise ReportError(f"worker {report.worker}: {error}") from None
+        self.reports[report.worker] = report
+        self._parts[report.worker] = part
+
+    def _aligned(self, report: WorkerReport) -> RecorderState:
+        """The worker's state on the master's clock: its timeline slots moved by the
+        difference of the two starts, to the nearest slot (each machine has its own clock)."""
+        interval = self.run.interval
+        slots = max(round((report.started_unix - self.run.started_unix) / interval), 0)
+        timeline = [
+            msgspec.structs.replace(slot, start=slot.start + slots * interval)
+            for slot in report.recorder.timeline
+        ]
+        started = self.run.started_unix
+        return msgspec.structs.replace(report.recorder, started=started, timeline=timeline)
 
     def missing(self, workers: Iterable[str]) -> list[str]:
         """Those of `workers` that have not reported."""
         return sorted(set(workers) - self.reports.keys())
 
     def recorder(self) -> RunRecorder:
-        """A RunRecorder holding every request of every report, timelines aligned on the
-        master's start (to the nearest slot: each worker's clock is its own)."""
+        """A RunRecorder holding every request of every report."""
         total = RunRecorder(self.run.started_unix, self.run.interval)
-        for report in self.reports.values():
-            _add_report(total, report, self._slot_offset(report))
+        for part in self._parts.values():
+            total.merge(part)
         return total
-
-    def _slot_offset(self, report: WorkerReport) -> int:
-        shift = (report["started_unix"] - self.run.started_unix) / self.run.interval
-        return max(round(shift), 0)
 
     def result(
         self, duration: float, server_metrics: dict[str, object] | None, interrupted: bool
@@ -226,31 +197,6 @@ class RunMerge:
             "seed": None,
             "server_args": [],
         }
-
-
-def _add_report(total: RunRecorder, report: WorkerReport, offset: int) -> None:
-    """Add one worker's counts to `total`, its timeline slots moved `offset` slots later."""
-    for outcome, state in report["latency"].items():
-        total.latency[outcome].merge(LatencyRecorder.from_state(state))
-    codes = total.status_codes
-    for code, count in report["status_codes"].items():
-        codes[int(code)] = codes.get(int(code), 0) + count
-    timeline = total.timeline
-    for index, slot_state in enumerate(report["timeline"], start=offset):
-        while len(timeline) <= index:
-            timeline.append(Interval(len(timeline) * total.interval))
-        slot = timeline[index]
-        slot.latency.merge(LatencyRecorder.from_state(slot_state["latency"]))
-        _add_counts(slot.counts, slot_state["counts"])
-    for name, class_state in report["by_priority"].items():
-        stats = total.by_priority.setdefault(name, ClassStats())
-        stats.success_latency.merge(LatencyRecorder.from_state(class_state["success_latency"]))
-        _add_counts(stats.counts, class_state["counts"])
-
-
-def _add_counts(counts: dict[Outcome, int], more: OutcomeCounts) -> None:
-    for outcome in OUTCOMES:
-        counts[outcome] += more[outcome]
 
 
 def earlier_results(path: str, append: bool) -> list[LoadTestResult]:
