@@ -51,6 +51,10 @@ def collected(tmp_path: Path) -> Path:
         "median processes 2:    30,000 req/s\n"
         "ratio 2/1 processes, req/s: 1.20x (rounds 1.10, 1.20, 1.30)\n"
     )
+    (directory / "generators.txt").write_text(
+        "ratio: 2 gens, CPU 1 / 1 gen = 0.95 raw req/s, 0.97 per core of client CPU\n"
+        "ratio: 2 gens, CPU 0+1 / 1 gen = 1.30 raw req/s, 0.96 per core of client CPU\n"
+    )
     (directory / "safeguards_cost.txt").write_text(
         "database  endpoint        mode              req/s\n"
         "ideal     legacy          plain             20000\n"
@@ -88,6 +92,11 @@ def test_document_has_every_section_and_the_verdicts(tmp_path: Path) -> None:
     assert "ratio 0.50" in text
     assert "## Server processes" in text and "`--processes 2`" in text
     assert "- processes: ratio 2/1 processes, req/s: 1.20x (rounds 1.10, 1.20, 1.30)" in text
+    assert "## Load generator processes" in text and "`--generators 2`" in text
+    assert (
+        "- generators: ratio: 2 gens, CPU 0+1 / 1 gen = 1.30 raw req/s, 0.96 per core of "
+        "client CPU" in text
+    )
     assert (
         "- client vs wrk: ratio: our client / wrk = 0.55 raw req/s, 0.60 per core of CPU used "
         "(some runs target-bound)" in text

@@ -41,6 +41,7 @@ def render_markdown(directory: Path, docs: Path) -> str:
         _text_block(directory / "overhead.txt", "Server overhead", OVERHEAD_INTRO),
         _text_block(directory / "client_vs_wrk.txt", "Load generator versus wrk", CLIENT_INTRO),
         _text_block(directory / "processes.txt", "Server processes", PROCESSES_INTRO),
+        _text_block(directory / "generators.txt", "Load generator processes", GENERATORS_INTRO),
         _text_block(directory / "safeguards_cost.txt", "Cost of the safeguards", SAFEGUARDS_INTRO),
         _reference(directory / "reference.txt"),
         _bench(directory),
@@ -71,6 +72,17 @@ PROCESSES_INTRO = (
     "wrk's p50/p99, the CPU of the server's processes in cores, req/s per server core, wrk's "
     "CPU and each process's share of the requests; the ratios are the medians of each round's "
     "2/1 pair."
+)
+GENERATORS_INTRO = (
+    "`benchmarks/generators.py --duration 8 --runs 5`: `carebench loadtest --target` with "
+    "`--generators 1` against `--generators 2` ([docs/generators.md](docs/generators.md)), 64 "
+    "connections, against client_vs_wrk.py's nginx (one worker on CPU 0, a fixed JSON body), "
+    "three sides in rounds that rotate which goes first: one generator on CPU 1; two generators "
+    "both on CPU 1 (the only core to spare on this 2-core machine: the cost of splitting at "
+    "equal CPU); two generators on CPUs 0 and 1 (the one on CPU 0 shares it with nginx). Per "
+    "run: req/s, the client's CPU in cores over the measured window (the load test's process "
+    "plus each generator's own report), req/s per core of client CPU, and nginx's CPU; medians "
+    "per side, and the ratios of the medians to one generator."
 )
 SAFEGUARDS_INTRO = (
     "`benchmarks/safeguards_cost.py` (issue 12): `carebench serve --pattern workerpool` plain, "
@@ -158,6 +170,7 @@ def _analysis(scenarios: dict[str, list[LoadTestResult]], directory: Path, extra
         (directory / "client_vs_wrk.txt", r".*ratio: our client / wrk = .*"),
         (directory / "processes.txt", r"ratio 2/1 processes, req/s: .*"),
         (directory / "safeguards_cost.txt", r"all safeguards / plain .*"),
+        (directory / "generators.txt", r"ratio: 2 gens, CPU 0\+1 / 1 gen = .*"),
         (directory / "reference.txt", r"(?m)^(median req/s|skipped): .*"),
     ):
         if path.exists():
