@@ -223,11 +223,14 @@ def _expire(future: asyncio.Future[Any]) -> None:
         future.set_exception(DeadlineExceeded("deadline exceeded while queued"))
 
 
-async def query_backend(
+def query_backend(
     backend: Backend, query: Query, loop: asyncio.AbstractEventLoop | None = None
-) -> Answer:
-    """The backend's answer to `query`, cut off at its deadline."""
-    return await within_deadline(backend_call(backend, query), query.deadline, loop)
+) -> Coroutine[Any, Any, Answer]:
+    """The backend's answer to `query`, cut off at its deadline (to await).
+
+    A plain function handing back `within_deadline`'s coroutine: one coroutine frame less
+    on every query (~0.2 us)."""
+    return within_deadline(backend_call(backend, query), query.deadline, loop)
 
 
 def backend_call(backend: Backend, query: Query) -> Coroutine[Any, Any, Answer]:
