@@ -110,7 +110,8 @@ def measure(setup: Setup, options: argparse.Namespace) -> list[Run]:
     runs: list[Run] = []
     for number in range(1, options.rounds + 1):
         order = MODES[number - 1 :] + MODES[: number - 1]  # each mode leads one round
-        for database, (flags, clients) in DATABASES.items():
+        for database in options.databases:
+            flags, clients = DATABASES[database]
             for mode in order:
                 tls = (
                     client_context(ClientTLSConfig(cacert=str(setup.ca)))
@@ -171,7 +172,7 @@ def table(runs: list[Run]) -> list[str]:
         f"   {'req/s x':>7} {'p50 x':>6} {'p99 x':>6}",
     ]
     index = {(r.database, r.mode, r.endpoint, r.round): r for r in runs}
-    for database in DATABASES:
+    for database in dict.fromkeys(r.database for r in runs):
         for endpoint in ENDPOINTS:
             for mode in MODES:
                 mine = [
@@ -248,6 +249,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--server", default="uvicorn", help="serve --server")
+    parser.add_argument(
+        "--databases", nargs="+", choices=tuple(DATABASES), default=tuple(DATABASES)
+    )
     parser.add_argument("--output", type=Path, help="also write the report to this file")
     parser.add_argument("--note", default="not recorded", help="what else ran meanwhile")
     options = parser.parse_args()

@@ -4,7 +4,9 @@ No access goes unrecorded: a request reserves its record's place before it is se
 (`reserve()`), and is refused when the place cannot be had: too many records waiting or in
 flight (the sink cannot keep up) or a sink that failed. Every reservation ends in `commit()`.
 The event loop only appends to a deque and, when the writer sleeps, wakes it; encoding and
-writing happen on the writer thread, in batches.
+writing happen on the writer thread, in batches. Woken, the writer lingers a few milliseconds
+before it drains, so that under load it wakes ~100 times a second, not once per request (a
+wake-up per request halved the server's rate at zero database latency, measured).
 
 Counters have one writer each (the loop: reserved, refused; the writer: written, lost), so
 no lock is needed: under the GIL each sees the other's as a plain read.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Literal, TypedDict
@@ -27,6 +30,8 @@ log = logging.getLogger("carebench.audit")
 BATCH = 512
 #: How long the writer sleeps without being woken before looking again, seconds.
 IDLE_WAIT = 0.5
+#: How long the writer waits after a wake-up for more records to batch, seconds.
+LINGER = 0.01
 AuditState = Literal["ok", "failed", "closed"]
 
 
@@ -54,8 +59,10 @@ class AuditTrail:
         encode: Callable[[AuditRecord], bytes],
         capacity: int,
         format_name: str = "json",
+        linger: float = LINGER,
     ) -> None:
         self._sink = sink
+        self._linger = linger
         self._encode = encode
         self.capacity = capacity
         self._format = format_name
@@ -141,6 +148,8 @@ class AuditTrail:
                 self._wake.wait(IDLE_WAIT)
             self._wake.clear()
             self._idle = False
+            if self._linger and not self._closing:
+                time.sleep(self._linger)
             self._write_all()
 
     def _write_all(self) -> None:
