@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from carebench.loadgen import runner
@@ -23,5 +25,5 @@ def test_a_core_per_server_process_while_one_is_left(
     expected: tuple[set[int] | None, set[int] | None],
 ) -> None:
     """Each server process gets a core when the generator keeps one; else everyone shares."""
-    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: cpus)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cpus)
     assert runner.split_cpus(processes) == expected

@@ -140,3 +140,32 @@ def test_no_state_is_an_error() -> None:
     """A scrape always holds at least the answering process."""
     with pytest.raises(ValueError, match="answering process"):
         GroupTotals([])
+
+
+def audit(written: int, state: str = "ok", error: str | None = None) -> Any:
+    return {"state": state, "sink": "file", "format": "jsonl", "written": written, "refused": 1,
+            "lost": 0, "pending": 2, "capacity": 100, "error": error}  # fmt: skip
+
+
+def test_audit_trails_add_up_and_a_failed_sink_shows() -> None:
+    """With --audit-log, JSON and Prometheus hold every process's trail; one failed sink is
+    the group's state, and each process keeps its own error."""
+    first = state(1, metrics_with([0.01]))
+    second = state(2, metrics_with([0.01]))
+    first["audit"] = audit(10)
+    second["audit"] = audit(5, "failed", "disk full")
+    totals = GroupTotals([first, second])
+    document = totals.document()
+    assert document["audit"]["written"] == 15 and document["audit"]["capacity"] == 200
+    assert document["audit"]["state"] == "failed"
+    assert document["processes"][1]["audit"]["error"] == "disk full"
+    text = generate_latest(totals.registry()).decode()
+    assert "carebench_audit_records_written_total 15.0" in text
+    assert 'carebench_audit_sink_state{state="failed"} 1.0' in text
+
+
+def test_no_audit_without_every_process_having_one() -> None:
+    """Without --audit-log there is no audit field and no audit family."""
+    totals = GroupTotals([state(1, metrics_with([0.01]))])
+    assert "audit" not in totals.document()
+    assert "carebench_audit" not in generate_latest(totals.registry()).decode()

@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from carebench.audit.trail import AuditTrail
+from carebench.audit.trail import AuditState
 
 #: carebench_audit_sink_state{state} is 1 for the trail's state, 0 for the others.
 STATES = ("ok", "failed", "closed")
 
 
+class AuditCounts(Protocol):
+    """What the families are read from: an AuditTrail, or the added counts of the processes
+    of `serve --processes` (metrics/processes.py)."""
+
+    @property
+    def written(self) -> int: ...
+    @property
+    def refused(self) -> int: ...
+    @property
+    def lost(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def state(self) -> AuditState: ...
+
+
 class AuditCollector(Collector):
     """Records written, requests refused for want of one, records lost, pending; sink state."""
 
-    def __init__(self, trail: AuditTrail) -> None:
+    def __init__(self, trail: AuditCounts) -> None:
         self._trail = trail
 
     def collect(self) -> Iterator[Metric]:

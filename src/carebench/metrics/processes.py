@@ -11,12 +11,15 @@ process's own state.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, TypedDict, cast
+from dataclasses import dataclass
+from typing import Any, NotRequired, TypedDict, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from carebench.audit.prometheus import AuditCollector
+from carebench.audit.trail import AuditState, AuditStats
 from carebench.backends.base import BackendHealth, BackendStats
 from carebench.metrics.document import RequestSnapshot, ServerState
 from carebench.metrics.process import ProcessStats
@@ -29,8 +32,9 @@ ADDITIVE_FLOATS = frozenset({"rate_limit_per_second", "tokens", "cpu_seconds"})
 #: Texts where the totals show the worst process: one open circuit or one unreachable
 #: database is what an alert on the totals must see.
 WORST_FIRST = {
-    "status": ("down", "degraded", "healthy"),
-    "state": ("open", "half_open", "closed"),
+    "status": (("down", "degraded", "healthy"),),
+    # A circuit breaker's states, and an audit sink's.
+    "state": (("open", "half_open", "closed"), ("failed", "closed", "ok")),
 }
 
 
@@ -45,6 +49,8 @@ class ProcessState(TypedDict):
     process: ProcessStats
     #: User plus system CPU time of the process so far.
     cpu_seconds: float
+    #: With --audit-log: the process's audit trail.
+    audit: NotRequired[AuditStats]
 
 
 class ProcessEntry(TypedDict):
@@ -63,6 +69,7 @@ class ProcessEntry(TypedDict):
     backend: BackendStats
     process: ProcessStats
     cpu_seconds: float
+    audit: NotRequired[AuditStats]
 
 
 class GroupDocument(RequestSnapshot, ServerState):
@@ -73,6 +80,7 @@ class GroupDocument(RequestSnapshot, ServerState):
     process_count: int
     processes: list[ProcessEntry]
     unreachable_processes: list[int]
+    audit: NotRequired[AuditStats]
 
 
 def add_up(values: Sequence[Any], key: str = "") -> Any:
@@ -94,8 +102,9 @@ def add_up(values: Sequence[Any], key: str = "") -> Any:
         return [sum(items) for items in zip(*values, strict=True)]
     if key in ADDITIVE_FLOATS and all(_number(value) for value in values):
         return sum(values)
-    if key in WORST_FIRST and all(value in WORST_FIRST[key] for value in values):
-        return min(values, key=WORST_FIRST[key].index)
+    for order in WORST_FIRST.get(key, ()):
+        if all(value in order for value in values):
+            return min(values, key=order.index)
     return first if all(value == first for value in values) else None
 
 
@@ -129,17 +138,31 @@ class GroupTotals:
     def backend_health(self) -> BackendHealth:
         return cast(BackendHealth, self._added("backend_health"))
 
+    def audit(self) -> AuditStats | None:
+        """The processes' audit trails added up (with --audit-log), else None."""
+        if not all("audit" in state for state in self.states):
+            return None
+        return cast(AuditStats, self._added("audit"))
+
     def document(self) -> GroupDocument:
         """The JSON view: the single-process document's fields as totals, then each process."""
-        return {
-            **self.requests.snapshot(),
-            "pattern_state": self.pattern_state(),
-            "backend": self.backend(),
-            "process": cast(ProcessStats, self._added("process")),
-            "process_count": len(self.states),
-            "processes": [_entry(state) for state in self.states],
-            "unreachable_processes": self.unreachable,
-        }
+        # A cast: mypy will not build a TypedDict with an optional key (audit) from ** items.
+        document = cast(
+            GroupDocument,
+            {
+                **self.requests.snapshot(),
+                "pattern_state": self.pattern_state(),
+                "backend": self.backend(),
+                "process": cast(ProcessStats, self._added("process")),
+                "process_count": len(self.states),
+                "processes": [_entry(state) for state in self.states],
+                "unreachable_processes": self.unreachable,
+            },
+        )
+        audit = self.audit()
+        if audit is not None:
+            document["audit"] = audit
+        return document
 
     def registry(self) -> CollectorRegistry:
         """The Prometheus families of the totals: carebench's, as one process exports them,
@@ -149,7 +172,27 @@ class GroupTotals:
             CarebenchCollector(self.requests, self.pattern_state, self.backend, self.backend_health)
         )
         registry.register(GroupProcessCollector(self))
+        audit = self.audit()
+        if audit is not None:
+            registry.register(AuditCollector(AddedAudit.of(audit)))
         return registry
+
+
+@dataclass(frozen=True, slots=True)
+class AddedAudit:
+    """The group's audit counts, for the audit families (an AuditTrail's, added up)."""
+
+    written: int
+    refused: int
+    lost: int
+    pending: int
+    state: AuditState
+
+    @classmethod
+    def of(cls, stats: AuditStats) -> AddedAudit:
+        # The state is never None: the three an audit sink has are all in one WORST_FIRST order.
+        written, refused, lost = stats["written"], stats["refused"], stats["lost"]
+        return cls(written, refused, lost, stats["pending"], stats["state"])
 
 
 class GroupProcessCollector(Collector):
@@ -190,7 +233,7 @@ def _entry(state: ProcessState) -> ProcessEntry:
     own = RequestMetrics.added([state["requests"]])
     counts = {outcome: own.count(outcome) for outcome in OUTCOMES}
     uptime = own.uptime()
-    return {
+    entry: ProcessEntry = {
         "pid": state["pid"],
         "total_requests": own.total,
         "success_requests": counts["success"],
@@ -205,3 +248,6 @@ def _entry(state: ProcessState) -> ProcessEntry:
         "process": state["process"],
         "cpu_seconds": state["cpu_seconds"],
     }
+    if "audit" in state:
+        entry["audit"] = state["audit"]
+    return entry

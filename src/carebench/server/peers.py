@@ -63,7 +63,7 @@ class ProcessGroup:
     def state(self) -> ProcessState:
         """This process's state, exactly: what the group's totals add up."""
         app, times = self.app, os.times()
-        return {
+        state: ProcessState = {
             "pid": self.pid,
             "requests": app.metrics.counts(),
             "pattern_state": app.pattern.stats(),
@@ -72,6 +72,9 @@ class ProcessGroup:
             "process": process_stats(),
             "cpu_seconds": times.user + times.system,
         }
+        if app.audit is not None:
+            state["audit"] = app.audit.stats()
+        return state
 
     async def _answer_peer(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
