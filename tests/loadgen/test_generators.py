@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
+import multiprocessing
+import os
 import random
 from typing import Any
 
 import msgspec
 import pytest
+import uvloop
 
 from carebench.errors import ConfigError
 from carebench.loadgen.config import LoadConfig
@@ -24,6 +28,7 @@ from carebench.loadgen.wire import (
     GeneratorReport,
     recorder_from_state,
     recorder_state,
+    watch_blocking,
 )
 
 STARTED = 1000.0
@@ -271,3 +276,26 @@ def test_merge_of_nothing_is_an_empty_run() -> None:
     assert run.recorder.total == 0
     assert run.duration == 0.0
     assert math.isclose(run.last_send, 0.0)
+
+
+def test_a_watched_pipe_stays_blocking_under_uvloop() -> None:
+    """uvloop's add_reader makes a descriptor non-blocking, so a large report read in
+    pieces stopped halfway (BlockingIOError, taken for an exit); watch_blocking undoes it."""
+
+    async def watched() -> tuple[bool, bool]:
+        ours, theirs = multiprocessing.Pipe()
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_reader(ours.fileno(), lambda: None)
+            plain = os.get_blocking(ours.fileno())
+            loop.remove_reader(ours.fileno())
+            watch_blocking(loop, ours.fileno(), lambda: None)
+            return plain, os.get_blocking(ours.fileno())
+        finally:
+            loop.remove_reader(ours.fileno())
+            ours.close()
+            theirs.close()
+
+    plain, watched_blocking = uvloop.run(watched())
+    assert not plain
+    assert watched_blocking

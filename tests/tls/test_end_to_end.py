@@ -88,6 +88,15 @@ def test_loadtest_over_https_trusts_the_server_by_cacert(
     assert result["server_metrics"]["total_requests"] >= REQUESTS
 
 
+def test_generator_processes_speak_verified_tls_too(https_server: ServerProcess, pki: Pki) -> None:
+    """--generators 2 over https: each process builds its own context from --cacert (an
+    SSLContext does not cross processes) and every request is answered over verified TLS."""
+    result = only_result(loadtest(https_server.url, "--cacert", str(pki.ca), "--generators", "2"))
+
+    assert result["outcomes"]["success"] == REQUESTS
+    assert [run["requests"] for run in result["generators"]] == [REQUESTS // 2] * 2
+
+
 def test_an_untrusted_certificate_stops_the_load_test_with_one_error(
     https_server: ServerProcess, pki: Pki
 ) -> None:

@@ -41,6 +41,7 @@ from carebench.loadgen.wire import (
     Ready,
     Stop,
     recorder_state,
+    watch_blocking,
 )
 
 #: How often a generator reports its completed requests (also its heartbeat).
@@ -103,7 +104,7 @@ class Orders:
         self._engine = engine
         self._loop = asyncio.get_running_loop()
         self.begin: asyncio.Future[float] = self._loop.create_future()
-        self._loop.add_reader(connection.fileno(), self._read)
+        watch_blocking(self._loop, connection.fileno(), self._read)
 
     def _read(self) -> None:
         try:

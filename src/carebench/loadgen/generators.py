@@ -36,6 +36,7 @@ from carebench.loadgen.wire import (
     Ready,
     Stop,
     recorder_from_state,
+    watch_blocking,
 )
 
 #: Longest a generator may take to start (a fresh interpreter importing carebench).
@@ -147,7 +148,7 @@ class GeneratorPool:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         loop = asyncio.get_running_loop()
         for generator in self._generators:
-            loop.add_reader(generator.connection.fileno(), self._read, generator)
+            watch_blocking(loop, generator.connection.fileno(), self._read, generator)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -9,7 +9,9 @@ its exact recorder state (histogram slots and sums, counts, timeline) or `Failed
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import os
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -147,3 +149,14 @@ def _check_outcomes(names: Mapping[str, object]) -> None:
     unknown = set(names) - set(OUTCOMES)
     if unknown:
         raise ValueError(f"generator report: unknown outcomes {sorted(unknown)}")
+
+
+def watch_blocking(
+    loop: asyncio.AbstractEventLoop, fd: int, callback: Callable[..., object], *args: object
+) -> None:
+    """`loop.add_reader`, leaving the descriptor blocking. uvloop (libuv's poll handle) makes
+    a watched descriptor non-blocking, and a pipe message read in pieces then stops halfway
+    with BlockingIOError: a generator's report was taken for an exit without one. A reader
+    called back here reads one whole message, which its writer is sending in full."""
+    loop.add_reader(fd, callback, *args)
+    os.set_blocking(fd, True)
