@@ -35,7 +35,7 @@ from typing import Any
 from carebench.loadgen.machine import describe_machine
 
 CAREBENCH = str(Path(sys.executable).with_name("carebench"))
-DATABASES = ("ideal", "realistic")
+DATABASES = ("realistic", "ideal")
 RAW = Path("results/benchmarks/scenario_matrix.json")
 OUT = Path("results/benchmarks/scenario_matrix.txt")
 #: Within this fraction of the oracle on both goodput and p99 of successes: the issue's goal.
@@ -300,6 +300,8 @@ def render(raw: dict[str, Any]) -> str:
         f"{max(dates)}",
         f"- pinning: server on CPU {affinity['server']}, "
         f"load generator on CPU {affinity['loadgen']} (taskset)",
+        "- alongside: each chunk ran under /tmp/cbtools/quiet (no other heavy job: tests, "
+        "servers, load; other sessions' light commands may have run), others' tests between",
         f"- runs: {settings['duration']:g} s measured after {settings['warmup']:g} s of warm-up "
         f"(brown-out: {settings['brownout_duration']:g} s), one run per pattern with its "
         f"defaults, --seed {settings['seed']}",
