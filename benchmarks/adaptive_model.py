@@ -57,6 +57,16 @@ class Window:
         self.rtts, self.most_in_flight = [], 0
 
 
+def with_settings(name: str, settings: list[str]) -> LimitAlgorithm:
+    """A new algorithm `name` with FIELD=VALUE overrides of its defaults (numbers)."""
+    overrides = {}
+    for setting in settings:
+        field_name, _, value = setting.partition("=")
+        overrides[field_name] = float(value) if "." in value else int(value)
+    algorithm: LimitAlgorithm = type(create_limit(name))(**overrides)
+    return algorithm
+
+
 def every_request(algorithm: LimitAlgorithm) -> Feed:
     """The adaptive pattern's way: each answered request is one sample."""
 
@@ -121,18 +131,25 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--ideal", action="store_true", help="the ideal database (no USL)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override one of the algorithm's settings, e.g. rtt_tolerance=1.1 (repeatable)",
+    )
     args = parser.parse_args()
     database = "ideal" if args.ideal else "realistic"
     print(
         f"{database} database, {args.clients} clients re-sending at once; medians of "
-        f"{args.seeds} seeds"
+        f"{args.seeds} seeds; settings {' '.join(args.set) or 'the defaults'}"
     )
     for name in args.algorithms:
         for window in args.window:
             for seconds in args.seconds:
                 outcomes = []
                 for seed in range(args.seeds):
-                    algorithm = create_limit(name)
+                    algorithm = with_settings(name, args.set)
                     feed = Window(algorithm, window) if window else every_request(algorithm)
                     outcomes.append(
                         run(algorithm, feed, args.clients, seconds, ideal=args.ideal, seed=seed)

@@ -233,7 +233,7 @@ def header(options: argparse.Namespace) -> list[str]:
         f"python:   {platform.python_implementation()} {platform.python_version()}",
         f"kernel:   {platform.release()}",
         f"commit:   {commit}",
-        f"date:     {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"date:     {options.started} to {time.strftime('%H:%M UTC', time.gmtime())}",
         "pinning:  server on CPU 0 (taskset), loadtest on CPU 1",
         f"server:   {options.server}",
         f"load:     workerpool (20 workers, queue 100), keep-alive, {options.rounds} rounds x "
@@ -255,6 +255,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, help="also write the report to this file")
     parser.add_argument("--note", default="not recorded", help="what else ran meanwhile")
     options = parser.parse_args()
+    options.started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     with tempfile.TemporaryDirectory() as temp:
         runs = measure(Setup(Path(temp)), options)
     report = [*header(options), "", *map(run_line, runs), "", *table(runs), summary(runs)]
