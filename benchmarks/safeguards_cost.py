@@ -195,7 +195,8 @@ def table(runs: list[Run]) -> list[str]:
 
 def median_ratio(pairs: list[tuple[Run, Run]], field: str) -> float:
     """The median over rounds of (run / plain run of its round) for one field."""
-    return statistics.median(getattr(run, field) / getattr(plain, field) for plain, run in pairs)
+    ratios: list[float] = [getattr(run, field) / getattr(plain, field) for plain, run in pairs]
+    return statistics.median(ratios)
 
 
 def summary(runs: list[Run]) -> str:
