@@ -39,11 +39,26 @@ def server_metrics(url: str) -> dict[str, Any]:
         return document
 
 
+#: An API key for the server's --auth apikey (MIN_KEY_LENGTH or longer).
+API_KEY = "k-locust-0123456789abcdef"
+
+
 @pytest.fixture
-def server() -> Iterator[ServerProcess]:
+def token_file(tmp_path: Path) -> Path:
+    path = tmp_path / "token"
+    path.write_text(API_KEY + "\n", encoding="ascii")
+    return path
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A shedder server on port 0 that wants an API key (the workers must send the token)."""
     if not LOCUST.exists():
         pytest.skip(f"locust is not installed beside {sys.executable} (pip install -e '.[dev]')")
-    with ServerProcess(["--pattern", "shedder", "--quiet", "--db-profile", "ideal"]) as started:
+    keys = tmp_path / "keys.txt"
+    keys.write_text(API_KEY + "\n", encoding="ascii")
+    args = ["--pattern", "shedder", "--quiet", "--db-profile", "ideal"]
+    with ServerProcess([*args, "--auth", "apikey", "--api-keys", str(keys)]) as started:
         yield started
 
 
@@ -54,7 +69,7 @@ def locust(log: Path, *args: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
 
 
-def run_distributed(url: str, tmp_path: Path, output: Path) -> str:
+def run_distributed(url: str, tmp_path: Path, output: Path, token_file: Path) -> str:
     """Master + two workers for 3 s; the master's log (it exits 0 or the test fails)."""
     port = str(free_port())
     master_log = tmp_path / "master.log"
@@ -66,7 +81,7 @@ def run_distributed(url: str, tmp_path: Path, output: Path) -> str:
         "--exit-code-on-error", "0",
         "--carebench-ids", "zipf:1000", "--carebench-endpoint", "fhir-read",
         "--carebench-priorities", "critical:10,standard:70,batch:20",
-        "--carebench-output", str(output),
+        "--carebench-output", str(output), "--carebench-token-file", str(token_file),
     )  # fmt: skip
     worker_args = ("--worker", "--master-host", "127.0.0.1", "--master-port", port)
     workers = [locust(tmp_path / f"worker{index}.log", *worker_args) for index in (1, 2)]
@@ -85,13 +100,13 @@ def run_distributed(url: str, tmp_path: Path, output: Path) -> str:
 
 
 def test_master_and_two_workers_count_what_the_server_counted(
-    server: ServerProcess, tmp_path: Path
+    server: ServerProcess, tmp_path: Path, token_file: Path
 ) -> None:
-    """Every request the server answered is in the merged result once, from both workers,
-    classified into outcomes and priority classes that add up, and `carebench report`
-    reads the file."""
+    """Every request the server answered is in the merged result once, from both workers
+    (each sending the API key given to the master), classified into outcomes and
+    priority classes that add up, and `carebench report` reads the file."""
     output = tmp_path / "locust.json"
-    log = run_distributed(server.url, tmp_path, output)
+    log = run_distributed(server.url, tmp_path, output, token_file)
     metrics = server_metrics(server.url)
     (result,) = read_results(output)
     total = result["total_requests"]
@@ -100,6 +115,7 @@ def test_master_and_two_workers_count_what_the_server_counted(
     assert sum(result["outcomes"][outcome] for outcome in OUTCOMES) == total
     assert result["outcomes"]["success"] == metrics["success_requests"]
     assert result["outcomes"]["timeout"] == result["outcomes"]["connection_error"] == 0
+    assert result["outcomes"]["client_error"] == 0  # no 401: the workers had the token
     assert sum(int(n) for n in result["status_codes"].values()) == total
     assert sum(slot["completed"] for slot in result["timeline"]) == total
     classes = result["by_priority"]
@@ -118,6 +134,25 @@ def test_master_and_two_workers_count_what_the_server_counted(
     )  # fmt: skip
     assert report.returncode == 0, report.stderr
     assert "shedder" in report.stdout and f"{total}" in report.stdout
+
+
+def test_one_process_alone_counts_what_the_server_counted(
+    server: ServerProcess, tmp_path: Path, token_file: Path
+) -> None:
+    """Without --master, one Locust process generates, drains and writes the result."""
+    output = tmp_path / "alone.json"
+    log_path = tmp_path / "alone.log"
+    process = locust(
+        log_path,
+        "--headless", "--users", "4", "--spawn-rate", "4", "--run-time", "2s",
+        "--host", server.url, "--exit-code-on-error", "0",
+        "--carebench-output", str(output), "--carebench-token-file", str(token_file),
+    )  # fmt: skip
+    assert process.wait(timeout=DEADLINE) == 0, log_path.read_text(encoding="utf-8")
+    (result,) = read_results(output)
+    assert result["total_requests"] == server_metrics(server.url)["total_requests"] > 0
+    assert result["outcomes"]["client_error"] == 0
+    assert result["by_priority"] is None  # no --carebench-priorities: no header sent
 
 
 @pytest.mark.parametrize(
