@@ -14,6 +14,7 @@ from carebench.patterns.base import PatternConfig, create_pattern
 from carebench.server import peers
 from carebench.server.app import CareBenchApp
 from carebench.server.peers import ProcessGroup
+from tests.contract import ConformanceHook, document_for
 from tests.fakes import GatedBackend
 
 
@@ -39,8 +40,12 @@ async def group(tmp_path: Path) -> AsyncIterator[list[ProcessGroup]]:
 
 
 async def get(app: CareBenchApp, path: str) -> httpx.Response:
+    """GET through the app, checked against its OpenAPI document (the group's /metrics too)."""
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    conforms = ConformanceHook(document_for(app._routes))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", event_hooks={"response": [conforms]}
+    ) as client:
         return await client.get(path)
 
 

@@ -23,6 +23,7 @@ from carebench.backends.base import BackendHealth
 from carebench.fhir import api as fhir_api
 from carebench.fhir import resources as fhir
 from carebench.metrics.document import MetricsDocument
+from carebench.metrics.processes import GroupDocument
 from carebench.metrics.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from carebench.models import PATIENT_ID_CHARACTERS, PATIENT_ID_MAX_LENGTH, PRIORITIES
 from carebench.responses import ErrorResponse, PatientResponse
@@ -98,6 +99,7 @@ def _schemas() -> dict[str, Any]:
         ReadinessDocument,
         IndexDocument,
         MetricsDocument,
+        GroupDocument,
         AuditStats,
         fhir.PatientResource,
         fhir.Bundle,
@@ -267,7 +269,11 @@ def _path_items(profiling: bool) -> dict[str, Any]:
                     "description": "JSON, or the Prometheus text format with ?format=prometheus",
                     "headers": RESPONSE_HEADERS,
                     "content": {
-                        JSON: {"schema": _ref("MetricsDocument")},
+                        # One process's document, or with `serve --processes N` the
+                        # group's (the same fields as totals, then each process).
+                        JSON: {
+                            "schema": {"oneOf": [_ref("MetricsDocument"), _ref("GroupDocument")]}
+                        },
                         PROMETHEUS_CONTENT_TYPE: {"schema": {"type": "string"}},
                     },
                 },
