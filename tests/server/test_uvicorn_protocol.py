@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from carebench.server.http import Receive, Scope, Send
+from carebench.server.http import Receive, Scope, Send, send_body
 from carebench.server.uvicorn_protocol import (
     ConnectionLimits,
     HeadHoldingTransport,
@@ -287,13 +287,18 @@ class FlowStub:
     write_paused = False
 
 
-def response_head(cycle_class: type[RequestResponseCycle], headers: list[Any]) -> bytes:
-    """What a cycle of `cycle_class` writes for a 200 with `headers` (and a 2-byte body)."""
-    transport = RecordingTransport()
+def make_cycle(
+    cycle_class: type[RequestResponseCycle],
+    transport: Any,
+    method: str = "GET",
+    keep_alive: bool = True,
+    on_response: Any = lambda: None,
+) -> Any:
+    """A response cycle as uvicorn makes one, writing to `transport`."""
     defaults = [(b"date", b"Sat, 28 Nov 2026 12:00:00 GMT"), (b"server", b"uvicorn")]
     cycle = RequestResponseCycle(
-        {"method": "GET"},  # type: ignore[typeddict-item]
-        transport,  # type: ignore[arg-type]
+        {"method": method},  # type: ignore[typeddict-item]
+        transport,
         FlowStub(),  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
@@ -301,10 +306,17 @@ def response_head(cycle_class: type[RequestResponseCycle], headers: list[Any]) -
         defaults,
         asyncio.Event(),
         False,
-        True,
-        lambda: None,
+        keep_alive,
+        on_response,
     )
     cycle.__class__ = cycle_class
+    return cycle
+
+
+def response_head(cycle_class: type[RequestResponseCycle], headers: list[Any]) -> bytes:
+    """What a cycle of `cycle_class` writes for a 200 with `headers` (and a 2-byte body)."""
+    transport = RecordingTransport()
+    cycle = make_cycle(cycle_class, transport)
 
     async def respond() -> None:
         await cycle.send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -354,3 +366,67 @@ async def test_keep_alive_closes_an_idle_connection_but_not_a_busy_one() -> None
             assert asyncio.get_running_loop().time() - started >= 0.1
         finally:
             writer.close()
+
+
+def test_respond_writes_in_one_write_what_the_two_messages_write() -> None:
+    """A whole response through `respond` is byte for byte uvicorn's for the same head,
+    in one write, and completes the cycle as uvicorn's last body message does."""
+    lines = b"content-type: application/json\r\ncontent-length: 2\r\nx-request-id: r1\r\n"
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+    headers.append((b"x-request-id", b"r1"))
+    transport, real, _ = holding()
+    completed: list[str] = []
+    cycle = make_cycle(OneWriteCycle, transport, on_response=lambda: completed.append("done"))
+    assert cycle.respond(200, lines, b"hi")
+    assert real.writes == [response_head(RequestResponseCycle, headers)]
+    assert cycle.response_complete and cycle.message_event.is_set()
+    assert completed == ["done"]
+
+
+@pytest.mark.parametrize(
+    "state", ["head request", "closing connection", "client gone", "already started"]
+)
+def test_respond_declines_what_only_uvicorn_s_send_handles(state: str) -> None:
+    """HEAD, a connection to close, a departed client or a started response: `respond`
+    writes nothing and says so, and send_body falls back to the ASGI messages."""
+    transport, real, _ = holding()
+    cycle = make_cycle(
+        OneWriteCycle,
+        transport,
+        method="HEAD" if state == "head request" else "GET",
+        keep_alive=state != "closing connection",
+    )
+    cycle.disconnected = state == "client gone"
+    cycle.response_started = state == "already started"
+    assert not cycle.respond(200, b"content-length: 2\r\n", b"hi")
+    assert real.writes == [] and not cycle.response_complete
+
+
+def test_respond_after_the_client_left_drops_the_response_and_reports_it() -> None:
+    """A whole response for a connection already closing is not written (uvloop would
+    raise) and is reported as the client gone."""
+    transport, real, gone = holding()
+    real.closed = True
+    cycle = make_cycle(OneWriteCycle, transport)
+    assert cycle.respond(200, b"content-length: 2\r\n", b"hi")
+    assert real.writes == [] and gone == ["gone"]
+
+
+async def test_send_body_takes_respond_when_the_cycle_offers_it() -> None:
+    """send_body hands carebench's responses to `respond` (one call, no messages) and
+    falls back to the messages for extra headers or a cycle without it."""
+    transport, real, _ = holding()
+    cycle = make_cycle(OneWriteCycle, transport)
+    await send_body(cycle.send, 200, b"{}", "r1")
+    assert real.writes == [
+        b"HTTP/1.1 200 OK\r\ndate: Sat, 28 Nov 2026 12:00:00 GMT\r\nserver: uvicorn\r\n"
+        b"content-type: application/json\r\ncontent-length: 2\r\nx-request-id: r1\r\n\r\n{}"
+    ]
+    messages: list[MutableMapping[str, Any]] = []
+
+    async def plain_send(message: MutableMapping[str, Any]) -> None:
+        messages.append(message)
+
+    await send_body(plain_send, 503, b"{}", "r2", extra_headers=[(b"retry-after", b"1")])
+    assert [m["type"] for m in messages] == ["http.response.start", "http.response.body"]
+    assert (b"retry-after", b"1") in messages[0]["headers"]

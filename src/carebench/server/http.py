@@ -65,7 +65,18 @@ async def send_body(
     content_type: bytes = JSON,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    """Send a complete response: status, headers and body in two ASGI messages."""
+    """Send a complete response: status, headers and body in two ASGI messages, or, on
+    carebench's own uvicorn protocol, in one call that takes the head as ready lines
+    (server/uvicorn_protocol.py, `OneWriteCycle.respond`)."""
+    respond = getattr(getattr(send, "__self__", None), "respond", None)
+    if respond is not None and extra_headers is None:
+        # Every value is carebench's own: a content type constant, a length, and a request
+        # id that is generated or matched REQUEST_ID_SYNTAX (request_id_from).
+        lines = b"content-type: %s\r\ncontent-length: %d\r\n" % (content_type, len(body))
+        if request_id:
+            lines += b"x-request-id: %s\r\n" % request_id.encode()
+        if respond(status, lines, body):
+            return
     headers = [
         (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),
