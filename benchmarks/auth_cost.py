@@ -1,10 +1,11 @@
-"""What access control costs per request, in process (no HTTP).
+"""What access control (and the audit trail) costs per request, in process (no HTTP).
 
 Two tables. The first times a legacy read through the whole app (routing, the gate, the naive
 pattern, a zero-latency simulator, the body) with no access control, with a bearer JWT the
-gate has cached, and with an API key. The second times the verification alone: a token's
-first sight (signature, claims: ES256 and RS256) against a cached one. Several runs of
-calibrated loops; median and spread.
+gate has cached, with an API key, and with the JWT plus an audit trail writing to /dev/null
+(its writer thread sharing the process, as in a server). The second times the verification
+alone: a token's first sight (signature, claims: ES256 and RS256) against a cached one.
+Several runs of calibrated loops; median and spread.
 
     flock /tmp/carebench-bench.lock .venv/bin/python benchmarks/auth_cost.py
 """
@@ -12,6 +13,7 @@ calibrated loops; median and spread.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -23,6 +25,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from carebench.audit.config import AuditConfig
 from carebench.auth.apikeys import load_api_keys
 from carebench.auth.bearer import JwtVerifier, load_keys
 from carebench.auth.gate import AccessGate
@@ -62,10 +65,15 @@ def _key(folder: Path, kind: str) -> tuple[Any, str, JwtVerifier]:
     return private, token, JwtVerifier(load_keys(str(pem)), "carebench", "carebench")
 
 
-async def _app_run(gate: AccessGate | None, headers: list[tuple[bytes, bytes]]) -> list[float]:
+async def _app_run(
+    gate: AccessGate | None, headers: list[tuple[bytes, bytes]], audit: str | None = None
+) -> list[float]:
+    """`audit`: an --audit-format, the records going to /dev/null (their writer thread runs)."""
     config = SimulatorConfig(min_latency=0, max_latency=0, error_rate=0, profile="ideal", seed=1)
     backend = SimulatedBackend(config)
-    app = CareBenchApp(create_pattern("naive", backend, PatternConfig()), backend, gate=gate)
+    pattern = create_pattern("naive", backend, PatternConfig())
+    trail = None if audit is None else AuditConfig(os.devnull, audit, 100_000).build_trail()
+    app = CareBenchApp(pattern, backend, gate=gate, audit=trail)
     await app.startup()
     scope = {
         "type": "http",
@@ -129,6 +137,8 @@ async def main() -> None:
             AccessGate(load_api_keys(str(folder / "keys")), api_key_header=True),
             [(b"x-api-key", API_KEY.encode())],
         ),
+        "jwt + audit (json)": await _app_run(AccessGate(es_verifier), bearer, "json"),
+        "jwt + audit (fhir)": await _app_run(AccessGate(es_verifier), bearer, "fhir"),
     }
     base = statistics.median(runs["no access control"])
     print(f"{'legacy read through the app':<28}{'us/req':>10}{'stdev':>8}{'+us':>10}")
