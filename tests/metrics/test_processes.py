@@ -57,12 +57,17 @@ def test_integers_lists_and_mappings_add_up() -> None:
     assert add_up(values) == {"queued": 4, "by": {"critical": 7}, "gc": [11, 22]}
 
 
-def test_floats_add_only_when_additive_and_disagreements_are_null() -> None:
-    """Rate limits add; a min RTT does not (None when processes differ, kept when they agree)."""
+def test_non_additive_numbers_are_the_mean_and_other_disagreements_null() -> None:
+    """Rate limits add; a min RTT or a breaker's threshold does not (the mean when processes
+    differ, the value when they agree); differing texts and switches are None."""
     assert add_up([50.0, 25.0], "rate_limit_per_second") == 75.0
-    assert add_up([1.5, 2.5], "min_rtt_ms") is None
+    assert add_up([1.5, 2.5], "min_rtt_ms") == 2.0
     assert add_up([1.5, 1.5], "min_rtt_ms") == 1.5
+    assert add_up([5, 5], "threshold") == 5
+    assert add_up([1, 2], "consecutive_failures") == 1.5
+    assert add_up([None, 2.0], "min_rtt_ms") is None
     assert add_up(["aimd", "aimd"], "algorithm") == "aimd"
+    assert add_up(["aimd", "vegas"], "algorithm") is None
     assert add_up([True, False], "congested") is None
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from carebench.loop_clock import ManualLoopClock
-from carebench.patterns.base import PatternConfig, create_pattern
+from carebench.patterns.base import PatternConfig, create_pattern, pattern_names
 from carebench.server import peers
 from carebench.server.app import CareBenchApp
 from carebench.server.peers import ProcessGroup
@@ -18,18 +18,20 @@ from tests.contract import ConformanceHook, document_for
 from tests.fakes import GatedBackend
 
 
-def make_app() -> CareBenchApp:
+def make_app(pattern: str = "workerpool") -> CareBenchApp:
     backend = GatedBackend(open_gate=True)
-    pattern = create_pattern("workerpool", backend, PatternConfig(2, 2), ManualLoopClock())
-    return CareBenchApp(pattern, backend, drain_timeout=1.0)
+    config = PatternConfig(2, 2, limit=4, burst=4)
+    return CareBenchApp(create_pattern(pattern, backend, config, ManualLoopClock()), backend)
 
 
-@pytest.fixture
-async def group(tmp_path: Path) -> AsyncIterator[list[ProcessGroup]]:
+@pytest.fixture(params=["workerpool"])
+async def group(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[list[ProcessGroup]]:
     """Two started processes' parts (pids 101 and 102) meeting in one directory."""
     members = []
     for pid in (101, 102):
-        member = ProcessGroup(tmp_path, make_app(), pid=pid)
+        member = ProcessGroup(tmp_path, make_app(request.param), pid=pid)
         member.attach()
         await member.app.startup()  # opens the peer socket through on_startup
         members.append(member)
@@ -49,8 +51,10 @@ async def get(app: CareBenchApp, path: str) -> httpx.Response:
         return await client.get(path)
 
 
+@pytest.mark.parametrize("group", pattern_names(), indirect=True)
 async def test_either_process_answers_the_totals(group: list[ProcessGroup]) -> None:
-    """Requests served by each process are counted in the /metrics of both."""
+    """Requests served by each process are counted in the /metrics of both, for every
+    pattern, in a document that conforms to the app's OpenAPI schema."""
     first, second = group
     for index in range(3):
         assert (await get(first.app, f"/api/v1/patients?id=P{index}")).status_code == 200
@@ -61,7 +65,8 @@ async def test_either_process_answers_the_totals(group: list[ProcessGroup]) -> N
         counts = {entry["pid"]: entry["total_requests"] for entry in document["processes"]}
         assert counts == {101: 3, 102: 1}
         text = (await get(member.app, "/metrics?format=prometheus")).text
-        assert 'carebench_requests_total{outcome="success",pattern="workerpool"} 4.0' in text
+        name = first.app.pattern.name
+        assert f'carebench_requests_total{{outcome="success",pattern="{name}"}} 4.0' in text
 
 
 async def test_an_unknown_format_is_a_400(group: list[ProcessGroup]) -> None:

@@ -10,6 +10,7 @@ process's own state.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict, cast
@@ -29,6 +30,9 @@ from carebench.patterns.stats import PatternStats
 
 #: Floats that add up across processes (each process has its own rate limit and bucket).
 ADDITIVE_FLOATS = frozenset({"rate_limit_per_second", "tokens", "cpu_seconds"})
+#: Integers that are a setting each process applies to itself, not a capacity: a circuit
+#: breaker's failure threshold, the retries allowed per query, its run of failures.
+PER_PROCESS_SETTINGS = frozenset({"threshold", "max", "consecutive_failures"})
 #: Texts where the totals show the worst process: one open circuit or one unreachable
 #: database is what an alert on the totals must see.
 WORST_FIRST = {
@@ -86,22 +90,25 @@ class GroupDocument(RequestSnapshot, ServerState):
 def add_up(values: Sequence[Any], key: str = "") -> Any:
     """The group's value of one state field, from each process's value.
 
-    Integers add up (counts, in flight, queue capacity, limits: capacity is per process);
-    mappings add up key by key and lists of integers item by item; floats add up only when
-    additive (`ADDITIVE_FLOATS`); texts in `WORST_FIRST` take the worst process's. Otherwise
-    a value every process agrees on is kept, and one they disagree on is None (the JSON view's
-    `processes` has each one's).
+    Integers add up (counts, in flight, queue capacity, limits: capacity is per process),
+    except settings each process applies alone (`PER_PROCESS_SETTINGS`); mappings add up key
+    by key and lists of integers item by item; floats add up when additive
+    (`ADDITIVE_FLOATS`). Other numbers (round-trip times, fractions, percentages, delays) are
+    the mean over the processes when they differ; texts in `WORST_FIRST` take the worst
+    process's. Otherwise a value every process agrees on is kept, and one they disagree on is
+    None (the JSON view's `processes` has each one's).
     """
     first = values[0]
-    if all(type(value) is int for value in values):
-        return sum(values)
     if all(isinstance(value, dict) for value in values):
         keys = [k for k in first if all(k in value for value in values)]
         return {k: add_up([value[k] for value in values], k) for k in keys}
     if all(_int_list(value) and len(value) == len(first) for value in values):
         return [sum(items) for items in zip(*values, strict=True)]
-    if key in ADDITIVE_FLOATS and all(_number(value) for value in values):
-        return sum(values)
+    if all(_number(value) for value in values):
+        integers = all(type(value) is int for value in values)
+        if key in ADDITIVE_FLOATS or (integers and key not in PER_PROCESS_SETTINGS):
+            return sum(values)
+        return first if all(value == first for value in values) else statistics.fmean(values)
     for order in WORST_FIRST.get(key, ()):
         if all(value in order for value in values):
             return min(values, key=order.index)
