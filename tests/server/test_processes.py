@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -93,16 +94,17 @@ async def test_two_processes_share_the_port_and_answer_the_same_totals() -> None
     assert f"final stats (workerpool, 2 processes): {sent} requests" in finals[-1]
 
 
-async def test_sigterm_drains_every_process() -> None:
-    """SIGTERM to the parent: requests running in both processes all get their 200, and the
-    parent exits 0 once both children have."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_signal_drains_every_process(sig: signal.Signals) -> None:
+    """SIGTERM or SIGINT (Ctrl-C) to the parent: requests running in both processes all get
+    their 200, and the parent exits 0 once both children have."""
     args = ["--processes", "2", "--error-rate", "0", "--quiet", *SLOW_QUERY]
     server = ServerProcess(args)
     server.start()
     try:
         await wait_for(server.url, both_up, "both processes up")
         async with contextlib.AsyncExitStack() as stack:
-            document, responses = await drain_under_load(server, stack, 16)
+            document, responses = await drain_under_load(server, stack, 16, sig)
     finally:
         status = server.stop()
     assert len(document["processes"]) == 2
@@ -112,7 +114,7 @@ async def test_sigterm_drains_every_process() -> None:
 
 
 async def drain_under_load(
-    server: ServerProcess, stack: contextlib.AsyncExitStack, count: int
+    server: ServerProcess, stack: contextlib.AsyncExitStack, count: int, sig: signal.Signals
 ) -> tuple[dict[str, Any], list[httpx.Response]]:
     """`count` slow requests on their own connections, SIGTERM once both processes run some."""
     clients = [
@@ -131,7 +133,7 @@ async def drain_under_load(
         ),
         "requests in flight in both processes",
     )
-    server.terminate()
+    server.terminate(sig)
     return document, list(await asyncio.gather(*pending))
 
 
@@ -151,6 +153,25 @@ async def test_a_child_that_dies_stops_the_group_with_status_1() -> None:
     assert any(
         f"error: server process {victim} exited unexpectedly" in line for line in server.output
     )
+
+
+async def test_every_process_keeps_an_audit_record(tmp_path: Path) -> None:
+    """--audit-log with two processes: both append to the one file, and the group's /metrics
+    counts every record written."""
+    log = tmp_path / "audit.jsonl"
+    server = ServerProcess(["--processes", "2", "--audit-log", str(log), *FAST])
+    server.start()
+    try:
+        await wait_for(server.url, both_up, "both processes up")
+        sent = await spread_requests(server.url, at_most=400)
+        document = await wait_for(
+            server.url, lambda d: d["audit"]["written"] == sent, "every record written"
+        )
+    finally:
+        status = server.stop()
+    assert status == 0
+    assert all(entry["audit"]["written"] for entry in document["processes"])
+    assert len(log.read_text().splitlines()) == sent
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
