@@ -159,7 +159,9 @@ async def test_every_process_keeps_an_audit_record(tmp_path: Path) -> None:
     """--audit-log with two processes: both append to the one file, and the group's /metrics
     counts every record written."""
     log = tmp_path / "audit.jsonl"
-    server = ServerProcess(["--processes", "2", "--audit-log", str(log), *FAST])
+    server = ServerProcess(
+        ["--processes", "2", "--error-rate", "0", "--audit-log", str(log), *FAST]
+    )
     server.start()
     try:
         await wait_for(server.url, both_up, "both processes up")
