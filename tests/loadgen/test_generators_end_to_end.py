@@ -4,6 +4,7 @@ bad values exit 2, a failed generator fails the run, and no generator outlives i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -133,7 +134,12 @@ async def test_a_failing_generator_fails_the_run_and_none_is_left() -> None:
 
 def generator_children(pid: int) -> list[psutil.Process]:
     children = psutil.Process(pid).children(recursive=True)
-    return [child for child in children if "multiprocessing" in " ".join(child.cmdline())]
+    found = []
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            if "--multiprocessing-fork" in child.cmdline():
+                found.append(child)
+    return found
 
 
 def test_sigterm_stops_every_generator_and_keeps_the_measurement() -> None:
@@ -158,6 +164,33 @@ def test_sigterm_stops_every_generator_and_keeps_the_measurement() -> None:
     assert result["interrupted"]
     assert result["total_requests"] > 0
     assert result["duration_seconds"] < 60
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
+
+
+def test_ctrl_c_to_the_whole_terminal_group_stops_cleanly() -> None:
+    """Ctrl-C reaches every process of the foreground group: the generators leave it to the
+    load test (no traceback from them), which stops them and reports the run (exit 130)."""
+    with ServerProcess(["--pattern", "workerpool", "--quiet", *EXACT_DB]) as server:
+        command = [
+            sys.executable, "-m", "carebench", "loadtest", "--target", server.url,
+            "--generators", "2", "--duration", "60", "--concurrency", "4", "--json",
+        ]  # fmt: skip
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        )
+        try:
+            children = wait_for_generators(process.pid, 2)
+            wait_for_requests(server.url)
+            os.killpg(process.pid, signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 130
+    assert b"Traceback" not in stderr
+    [result] = json.loads(stdout)
+    assert result["interrupted"]
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive
 
