@@ -274,3 +274,35 @@ def test_service_pdb_and_hpa_select_the_deployment() -> None:
     target = manifests.one("HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     assert "replicas" not in deployment["spec"]
+
+
+def service_link_variables(service: Manifest) -> list[str]:
+    """The variables Kubernetes puts in every pod of the namespace for a Service unless the pod
+    says enableServiceLinks: false (Docker-link style: NAME_PORT, NAME_SERVICE_HOST, ...)."""
+    name = service["metadata"]["name"].upper().replace("-", "_")
+    names = [f"{name}_SERVICE_HOST", f"{name}_SERVICE_PORT", f"{name}_PORT"]
+    for port in service["spec"]["ports"]:
+        prefix = f"{name}_PORT_{port['port']}_{port.get('protocol', 'TCP')}"
+        names += [prefix, f"{prefix}_PROTO", f"{prefix}_PORT", f"{prefix}_ADDR"]
+        if "name" in port:
+            names.append(f"{name}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}")
+    return names
+
+
+def test_service_links_are_off_where_they_would_read_as_settings(
+    tmp_path: Path, secrets: kubelet.SecretData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Service is named carebench, so its link variables (CAREBENCH_PORT=tcp://...) would
+    land on serve's --port: every pod turns them off, and with them serve could not start."""
+    service = manifests.one("Service")
+    colliding = [name for name in service_link_variables(service) if name in env_settings("serve")]
+    assert colliding == ["CAREBENCH_PORT"]
+    for workload in (manifests.one("Deployment"), manifests.one("Job")):
+        assert manifests.pod_spec(workload)["enableServiceLinks"] is False
+    deployment = manifests.one("Deployment")
+    manifests.container(deployment, SERVER)["env"].append(
+        {"name": "CAREBENCH_PORT", "value": "tcp://10.96.0.12:8443"}
+    )
+    with pytest.raises(SystemExit) as exit_status:
+        serve_args(deployment, tmp_path, secrets, monkeypatch)
+    assert exit_status.value.code == 2
