@@ -35,14 +35,14 @@ benchmarks/collect_databases.sh
 echo "== overhead" >&2
 benchmarks/overhead.sh 10 3 > "$out/overhead.txt"
 echo "== load generator vs wrk" >&2
-"$bin/python" benchmarks/client_vs_wrk.py --duration 10 --runs 3 > "$out/client_vs_wrk.txt"
+"$bin/python" benchmarks/client_vs_wrk.py --duration 10 --runs 5 > "$out/client_vs_wrk.txt"
 echo "== serve --processes 1 vs 2" >&2
 "$bin/python" benchmarks/processes.py --rounds 5 --duration 10 > "$out/processes.txt"
 echo "== loadtest --generators 1 vs 2" >&2
 "$bin/python" benchmarks/generators.py --duration 8 --runs 5 > "$out/generators.txt"
 # Prints "skipped: <reason>" (exit 0) without Go or the reference's sources (REFERENCE_SRC=DIR).
 echo "== versus the Go reference server" >&2
-benchmarks/reference.sh 10 3 > "$out/reference.txt"
+benchmarks/reference.sh 10 5 > "$out/reference.txt"
 echo "== microbenchmarks" >&2
 make bench > "$out/bench.txt"
 cp .benchmarks/latest.json "$out/bench.json"

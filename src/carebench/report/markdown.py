@@ -56,7 +56,7 @@ OVERHEAD_INTRO = (
     "CPU 1, three alternating rounds, medians."
 )
 CLIENT_INTRO = (
-    "`benchmarks/client_vs_wrk.py --duration 10 --runs 3`: the load generator (a `carebench "
+    "`benchmarks/client_vs_wrk.py --duration 10 --runs 5`: the load generator (a `carebench "
     "loadtest --target` run, engine and recording included) and `wrk -t1`, each on CPU 1 with "
     "64 connections, against the same nginx (one worker on CPU 0, a fixed JSON body). Raw req/s "
     "and req/s per core of CPU each tool used, with nginx's CPU; a run where nginx used >= 90 % "
@@ -104,7 +104,7 @@ MATRIX_INTRO = (
 )
 
 REFERENCE_INTRO = (
-    "`benchmarks/reference.sh 10 3`: the Go reference (github.com/Stella-Achar-Oiro/"
+    "`benchmarks/reference.sh 10 5`: the Go reference (github.com/Stella-Achar-Oiro/"
     "healthcare-api-benchmark, built from source with `go build`, its listen address narrowed "
     "to 127.0.0.1) run as `-pattern=workerpool -workers=64 -queue-size=1000 -min-latency=0 "
     "-max-latency=1 -error-rate=0` (its minimum must be below its maximum, so each query "
