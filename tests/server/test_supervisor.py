@@ -6,6 +6,7 @@ import asyncio
 import io
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ from carebench.metrics.requests import RequestMetrics
 from carebench.server import supervisor
 from carebench.server.config import ServerConfig
 from carebench.server.setup import ServerSetup
+from carebench.server.startup import StartupError
 from carebench.server.supervisor import FINAL_SUFFIX, Supervisor, serve_processes
 
 SETUP = ServerSetup(server=ServerConfig(port=0, processes=2, quiet=True))
@@ -118,3 +120,15 @@ async def test_a_child_stops_when_its_parent_goes(monkeypatch: pytest.MonkeyPatc
     stopped: list[bool] = []
     await asyncio.wait_for(supervisor.exit_with_parent(lambda: stopped.append(True)), 5)
     assert stopped == [True]
+
+
+def test_a_port_another_group_listens_on_is_refused() -> None:
+    """A second group on a port the first one serves fails to start instead of sharing it."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        setup = ServerSetup(server=ServerConfig(port=port, processes=2, quiet=True))
+        with pytest.raises(StartupError, match=f"cannot listen on 127.0.0.1:{port}"):
+            serve_processes("workerpool", setup, io.StringIO(), crashes)

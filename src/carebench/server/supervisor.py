@@ -71,7 +71,7 @@ def serve_processes(pattern: str, setup: ServerSetup, out: TextIO, target: Child
     """Hold the port, run `--processes` children on it until stopped; the exit status."""
     server = setup.server
     check_backend(setup)
-    sock = bind_socket(server.host, server.port, reuse_port=True)
+    sock = reserve_port(server.host, server.port)
     try:
         if not server.quiet:
             print("\n".join(banner_lines(pattern, setup)), file=out)
@@ -83,6 +83,17 @@ def serve_processes(pattern: str, setup: ServerSetup, out: TextIO, target: Child
             return supervisor.run(target)
     finally:
         sock.close()
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """The group's port, bound with SO_REUSEPORT (not listening) so the children can join it.
+
+    Bound without SO_REUSEPORT first: that fails while anything listens on the port, another
+    `serve --processes` group included, which a bind with it would silently join (the kernel
+    would then spread connections over both groups)."""
+    with bind_socket(host, port) as probe:
+        port = probe.getsockname()[1]
+    return bind_socket(host, port, reuse_port=True)
 
 
 class Supervisor:
