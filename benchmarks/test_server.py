@@ -22,6 +22,7 @@ from carebench.patterns.base import PatternConfig
 from carebench.server.setup import ServerSetup
 from carebench.server.startup import build_app
 from carebench.server.uvicorn_runner import uvicorn_config
+from conftest import SummaryLog
 
 #: Connections fed at once (wrk -c64 in benchmarks/reference.sh) and requests per batch.
 CONNECTIONS = 64
@@ -123,7 +124,7 @@ class InProcessServer:
         await self.lifespan.shutdown()
 
 
-def test_request_through_the_server(benchmark: BenchmarkFixture) -> None:
+def test_request_through_the_server(benchmark: BenchmarkFixture, summary: SummaryLog) -> None:
     """One legacy GET through protocol, app, worker pool and simulator (one write each)."""
     loop = uvloop.new_event_loop()
     server = InProcessServer(loop)
@@ -137,3 +138,5 @@ def test_request_through_the_server(benchmark: BenchmarkFixture) -> None:
     assert server.answered > 0
     assert server.answered % BATCH == 0
     benchmark.extra_info["requests"] = BATCH
+    best = benchmark.stats.stats.min / BATCH * 1e6  # type: ignore[union-attr]
+    summary.note(f"server request path in process (test_server.py): {best:.2f} us/request (min)")
