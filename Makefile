@@ -69,7 +69,7 @@ profile: $(STAMP)
 overhead: $(STAMP)
 	benchmarks/overhead.sh 10 3
 
-# Every run behind BENCHMARKS.md (~15 min), then the document itself
+# Every run behind BENCHMARKS.md (~100 min on 2 cores), then the document itself
 benchmarks-md: $(STAMP)
 	benchmarks/collect.sh
 	$(BIN)/carebench report results/benchmarks --markdown BENCHMARKS.md

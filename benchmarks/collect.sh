@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Every run BENCHMARKS.md is generated from, into results/benchmarks/ (about 30 minutes):
-# load tests at 100 and 500 clients on both database profiles, a concurrency sweep, the
-# server-overhead ratio, the load generator against wrk, one server process against two
-# (benchmarks/processes.py), the server beside the Go reference
-# (benchmarks/reference.sh), the microbenchmarks, and the real
-# databases (benchmarks/collect_databases.sh: PostgreSQL and SQLite, calibrated).
+# Every run BENCHMARKS.md is generated from, into results/benchmarks/ (about 100 minutes on the
+# 2-core machine, 55 of them the scenario matrix): load tests at 100 and 500 clients on both
+# database profiles, a concurrency sweep, the server-overhead ratio, the load generator against
+# wrk, one server process against two (benchmarks/processes.py), one generator against two,
+# the server beside the Go reference (benchmarks/reference.sh), the cost of the safeguards,
+# every pattern against the oracle (benchmarks/scenario_matrix.py), the microbenchmarks, and
+# the real databases (benchmarks/collect_databases.sh: PostgreSQL and SQLite, calibrated).
 #   usage: benchmarks/collect.sh   (then: carebench report results/benchmarks --markdown BENCHMARKS.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,11 @@ echo "== loadtest --generators 1 vs 2" >&2
 # Prints "skipped: <reason>" (exit 0) without Go or the reference's sources (REFERENCE_SRC=DIR).
 echo "== versus the Go reference server" >&2
 benchmarks/reference.sh 10 5 > "$out/reference.txt"
+echo "== cost of the safeguards" >&2
+"$bin/python" benchmarks/safeguards_cost.py --rounds 3 --duration 5 --warmup 1 \
+  --output "$out/safeguards_cost.txt"
+echo "== every pattern against the oracle (scenario matrix, ~55 min)" >&2
+"$bin/python" benchmarks/scenario_matrix.py --refine 2
 echo "== microbenchmarks" >&2
 make bench > "$out/bench.txt"
 cp .benchmarks/latest.json "$out/bench.json"
