@@ -14,18 +14,19 @@ import contextlib
 import ctypes
 import math
 import os
-import random
 import signal
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 from carebench.loadgen.channels import HttpChannel
 from carebench.loadgen.client import parse_url
 from carebench.loadgen.config import LoadConfig
-from carebench.loadgen.engine import Engine, Schedule, Stepped
+from carebench.loadgen.engine import Engine, Schedule
 from carebench.loadgen.ids import parse_ids
+from carebench.loadgen.phases import run_measured, warm_up
 from carebench.loadgen.priorities import parse_priorities
 from carebench.loadgen.results import RunRecorder
 from carebench.loadgen.shares import GeneratorShare
@@ -166,12 +167,13 @@ async def _run(
         if not engine.stopping:
             await asyncio.sleep(max(begin - time.perf_counter(), 0.0))
             if load.warmup > 0:
-                await _warm_up(engine, job, begin)
+                share = job.share
+                await warm_up(engine, load, begin, share.rate, share.shape, share.offset)
             await asyncio.sleep(max(started - time.perf_counter(), 0.0))
         recorder = heartbeat.recorder = RunRecorder(started)
         engine.start_measuring(recorder)
         cpu = time.process_time()
-        schedule = None if engine.stopping else await _measure(engine, job, started)
+        schedule = None if engine.stopping else await _run_share(engine, job, started)
     finally:
         beating.cancel()
     return GeneratorReport(
@@ -201,39 +203,10 @@ class Heartbeat:
             await asyncio.sleep(PROGRESS_EVERY)
 
 
-async def _warm_up(engine: Engine, job: GeneratorJob, begin: float) -> None:
-    """The first level for --warmup seconds from `begin`, as a single generator would."""
-    load, share = job.load, job.share
-    until = begin + load.warmup
-    shape = share.shape.first(load.warmup) if share.shape else None
-    if load.loop == "closed":
-        await engine.closed_loop(math.inf, until, Stepped(shape, begin) if shape else None)
-    else:
-        await engine.open_loop(Schedule(begin + share.offset, _rate(share), until, shape=shape))
-
-
-async def _measure(engine: Engine, job: GeneratorJob, started: float) -> Schedule | None:
-    load, share = job.load, job.share
-    shape = share.shape
-    if load.loop == "closed":
-        if load.duration is None:
-            await engine.closed_loop(share.requests)
-        else:
-            stepped = Stepped(shape, started) if shape else None
-            await engine.closed_loop(math.inf, started + load.duration, stepped)
-        return None
-    assert load.duration is not None
-    schedule = Schedule(
-        started + share.offset, _rate(share), started + load.duration,
-        load.arrivals == "poisson", random.Random(share.seed), shape,
+def _run_share(engine: Engine, job: GeneratorJob, started: float) -> Awaitable[Schedule | None]:
+    """This generator's part of the measured run."""
+    share = job.share
+    return run_measured(
+        engine, job.load, started, share.requests, share.rate, share.shape, share.seed,
+        share.offset,
     )  # fmt: skip
-    await engine.open_loop(schedule)
-    return schedule
-
-
-def _rate(share: GeneratorShare) -> float:
-    """This generator's rate, or its shape's mean rate."""
-    if share.rate is not None:
-        return share.rate
-    assert share.shape is not None
-    return share.shape.mean_level

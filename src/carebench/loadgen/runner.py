@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import os
-import random
 import ssl
 import time
 import urllib.error
@@ -22,12 +20,13 @@ from carebench.loadgen.channels import Channel, HttpChannel, InProcessChannel
 from carebench.loadgen.client import parse_url
 from carebench.loadgen.config import LoadConfig
 from carebench.loadgen.describe import Measured, ScheduleTally, describe_run
-from carebench.loadgen.engine import Engine, Schedule, Stepped
+from carebench.loadgen.engine import Engine
 from carebench.loadgen.generator_process import GeneratorJob
 from carebench.loadgen.generators import GeneratorPool, Placement, place_generators
 from carebench.loadgen.ids import parse_ids
 from carebench.loadgen.interrupts import run_async, stop_on_interrupt
 from carebench.loadgen.machine import describe_machine
+from carebench.loadgen.phases import mean_rate, run_measured, warm_up
 from carebench.loadgen.priorities import parse_priorities
 from carebench.loadgen.results import LoadTestResult, RunRecorder
 from carebench.loadgen.sampler import HttpMetricsProbe, Sampler, StateSample, in_process_probe
@@ -236,7 +235,9 @@ async def _drive_generators(
     if load.loop == "open":
         assert load.duration is not None
         end = started + load.duration
-        schedule = run.schedule(_mean_rate(load), load.arrivals == "poisson", started, end)
+        schedule = run.schedule(
+            mean_rate(load.rate, load.shape), load.arrivals == "poisson", started, end
+        )
     measured = Measured(
         run.recorder,
         run.duration,
@@ -307,14 +308,16 @@ async def _measure(
     )
     with stop_on_interrupt(engine):
         if load.warmup > 0:
-            await _warm_up(engine, load)
+            await warm_up(engine, load, time.perf_counter(), load.rate, load.shape)
         recorder = RunRecorder(time.perf_counter())
         engine.start_measuring(recorder)
         sampler = Sampler(probe, recorder.started)
         sampler.start()
         ticker = _tick(progress, label, load, lambda: recorder.total, recorder.started)
         try:
-            schedule = await _run_measured(engine, load, recorder.started)
+            schedule = await run_measured(
+                engine, load, recorder.started, load.requests, load.rate, load.shape, load.seed
+            )
         finally:
             ticker.cancel()
             await sampler.stop()
@@ -349,43 +352,6 @@ def server_faults(
     metrics = fetch_json(url + "/metrics", tls, headers)
     backend = metrics.get("backend") if isinstance(metrics, dict) else None
     return backend.get("faults") if isinstance(backend, dict) else None
-
-
-async def _warm_up(engine: Engine, load: LoadConfig) -> None:
-    """Warm up at the first level: --rate or the clients, or the first stage's level."""
-    now = time.perf_counter()
-    until = now + load.warmup
-    shape = load.shape.first(load.warmup) if load.shape else None
-    if load.loop == "closed":
-        await engine.closed_loop(math.inf, until, Stepped(shape, now) if shape else None)
-    else:
-        await engine.open_loop(Schedule(now, _mean_rate(load), until, shape=shape))
-
-
-async def _run_measured(engine: Engine, load: LoadConfig, started: float) -> Schedule | None:
-    shape = load.shape
-    if load.loop == "closed":
-        if load.duration is None:
-            await engine.closed_loop(load.requests)
-        else:
-            stepped = Stepped(shape, started) if shape else None
-            await engine.closed_loop(math.inf, started + load.duration, stepped)
-        return None
-    assert load.duration is not None
-    schedule = Schedule(
-        started, _mean_rate(load), started + load.duration, load.arrivals == "poisson",
-        random.Random(load.seed), shape,
-    )  # fmt: skip
-    await engine.open_loop(schedule)
-    return schedule
-
-
-def _mean_rate(load: LoadConfig) -> float:
-    """--rate, or a shape's mean rate (which the report holds the achieved rate to)."""
-    if load.rate is not None:
-        return load.rate
-    assert load.shape is not None
-    return load.shape.mean_level
 
 
 def _tick(
