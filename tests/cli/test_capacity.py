@@ -16,7 +16,7 @@ __all__ = ["clean_environment"]
 TINY = [
     "capacity", "--pattern", "semaphore", "--limit", "4", "--slo", "p99<100ms", "--errors", "5%",
     "--start-rate", "100", "--max-rate", "3200", "--precision", "25%", "--trials", "2",
-    "--duration", "0.3", "--warmup", "0", "--mode", "inprocess", "--db-profile", "ideal",
+    "--duration", "0.3", "--warmup", "0.2", "--mode", "inprocess", "--db-profile", "ideal",
     "--min-latency", "5ms", "--max-latency", "5ms", "--error-rate", "0", "--seed", "1",
 ]  # fmt: skip
 
