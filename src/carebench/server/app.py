@@ -7,8 +7,6 @@ raw ASGI app on this kind of machine, and the benchmark must measure patterns, n
 from __future__ import annotations
 
 import asyncio
-import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, cast
@@ -19,14 +17,7 @@ from carebench.audit.serve import AuditedServe
 from carebench.audit.trail import AuditTrail
 from carebench.auth.gate import OPEN_PATHS, AccessGate
 from carebench.backends.base import Backend
-from carebench.errors import (
-    BackendError,
-    ClientGone,
-    DeadlineExceeded,
-    PatientNotFound,
-    RateLimited,
-    Rejected,
-)
+from carebench.errors import ClientGone
 from carebench.fhir import api as fhir_api
 from carebench.fhir.api import FhirApi
 from carebench.metrics.document import MetricsDocument
@@ -44,6 +35,7 @@ from carebench.models import (
 from carebench.patterns.base import Pattern
 from carebench.responses import ResponseEncoder, encode_error
 from carebench.server import openapi
+from carebench.server.failures import SHUTTING_DOWN, failure_for
 from carebench.server.gc_tuning import settle_after_startup
 from carebench.server.http import (
     Receive,
@@ -55,8 +47,6 @@ from carebench.server.http import (
     send_json,
 )
 from carebench.server.http import request_id_from as _request_id
-
-log = logging.getLogger("carebench.server")
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 PATIENTS_PATH = "/api/v1/patients"
@@ -230,50 +220,31 @@ class CareBenchApp:
         self.metrics.record("invalid", time.perf_counter() - started, 400)
 
     async def _answer(self, query: Query, send: Send, reply: Reply) -> tuple[str, int]:
-        """Run the query through the pattern and send the response; (outcome, status)."""
-        request_id = query.request_id
+        """Run the query through the pattern and send the response; (outcome, status).
+
+        A client that left before its answer was written is sent nothing, whatever the
+        pattern or backend made of its request (an error, a timeout, a refusal): it counts as
+        cancelled (499), as nginx logs a client that closed its request."""
         try:
             answer = await self.pattern.submit(query)
-        except Rejected as rejected:
-            # A rate limit is 429 (slow down); lack of capacity is 503 (try later).
-            limited = isinstance(rejected, RateLimited)
-            status, what = (429, "rate limited") if limited else (503, "rejected")
-            retry = str(max(1, math.ceil(rejected.retry_after))).encode()
-            headers = [(b"retry-after", retry)]
-            await reply.error(send, status, f"{what}: {rejected.reason}", request_id, headers)
-            return "rejected", status
-        except DeadlineExceeded:
-            budget = self.deadlines[query.priority]
-            await reply.error(
-                send, 504, f"deadline exceeded ({budget:g}s, {query.priority})", request_id
-            )
-            return "timeout", 504
-        except BackendError as failure:
-            await reply.error(send, 500, f"database error: {failure}", request_id)
-            return "error", 500
-        except PatientNotFound:
-            await reply.error(send, 404, f"patient not found: {query.patient_id}", request_id)
-            return "invalid", 404
         except ClientGone:
             return "cancelled", CLIENT_CLOSED
         except asyncio.CancelledError:
             if not self.drain_cut:
                 raise
-            # The drain ran out (or a second signal came) with this request running: an
-            # answer the client can retry, instead of uvicorn's 500 and a traceback.
-            await reply.error(
-                send, 503, "server shutting down", request_id, [(b"retry-after", b"1")]
-            )
-            return "rejected", 503
-        except Exception:
-            log.exception("unexpected failure serving request %s", request_id)
-            await reply.error(send, 500, "internal error", request_id)
-            return "error", 500
-        await reply.answer(send, query, answer)
+            failure = SHUTTING_DOWN
+        except Exception as problem:
+            failure = failure_for(problem, query, self.deadlines)
+        else:
+            await reply.answer(send, query, answer)
+            if query.is_client_gone():
+                # Gone before the answer could be written (the server dropped it): not a success.
+                return "cancelled", CLIENT_CLOSED
+            return "success", 200
         if query.is_client_gone():
-            # Gone before the answer could be written (the server dropped it): not a success.
             return "cancelled", CLIENT_CLOSED
-        return "success", 200
+        await reply.error(send, failure.status, failure.message, query.request_id, failure.headers)
+        return failure.outcome, failure.status
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         backend = self.backend.health()
