@@ -2,6 +2,6 @@
 
 import sys
 
-from carebench.cli import main
+from carebench.launcher import main
 
 sys.exit(main())
