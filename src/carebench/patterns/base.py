@@ -210,12 +210,20 @@ async def await_until(
 
     A timer on the future, cheaper than `asyncio.timeout` (no task cancellation): for
     waiting on work another task does, which sees the failed future and skips it.
+
+    A failure is raised out of `future`, which keeps it, and its traceback keeps the frames it
+    passed: a frame still holding the future closes a reference cycle (future, exception,
+    traceback, frame) that only the cyclic collector frees, with the request it holds
+    (frames, query, the server's per-request objects). A server runs that collector rarely
+    (server/gc_tuning.py), so a refusal per millisecond kept ~10 MiB alive (codel's queue
+    sheds). So this frame, and every caller's that holds the future, drops it on the way out.
     """
     timer = (loop or asyncio.get_running_loop()).call_at(deadline, _expire, future)
     try:
         return await future
     finally:
         timer.cancel()
+        del future, timer
 
 
 def _expire(future: asyncio.Future[Any]) -> None:
@@ -267,6 +275,7 @@ async def within_deadline(
         raise
     finally:
         timer.cancel()
+        del awaitable  # a task keeps its failure: the cycle await_until describes
     if expiry.expired:  # the awaitable swallowed our cancellation and finished anyway
         task.uncancel()
     return result

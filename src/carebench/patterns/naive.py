@@ -49,7 +49,10 @@ class NaivePattern:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self.peak_in_flight = max(self.peak_in_flight, len(self._tasks))
-        return await within_deadline(task, query.deadline)
+        try:
+            return await within_deadline(task, query.deadline)
+        finally:
+            del task  # a task keeps its failure: the cycle patterns.base.await_until describes
 
     def stats(self) -> PatternStats:
         return {

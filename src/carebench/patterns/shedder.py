@@ -213,6 +213,8 @@ class ShedderPattern:
             if future.done() and not future.cancelled() and future.exception() is None:
                 self._release()
             raise
+        finally:
+            del waiter  # it holds the future: the cycle await_until describes
 
     def _grant_next(self) -> bool:
         """Hand a slot to the next live queued request; False when there is none."""

@@ -118,6 +118,7 @@ class WorkerPoolPattern:
             return await await_until(future, query.deadline, loop)
         finally:
             self._release(job)
+            del future, job  # both reach the future: the cycle await_until describes
 
     def _idle_slot(self) -> asyncio.Future[Job | None] | None:
         """Take an idle worker's wake-up future (its slot), or None when every worker is busy."""
@@ -234,6 +235,8 @@ class WorkerPoolPattern:
             self._busy -= 1
             elapsed = loop.time() - started
             self._service_time += SERVICE_TIME_SMOOTHING * (elapsed - self._service_time)
+            # A failure raised in this frame goes into the future: the cycle await_until describes.
+            del future, job
 
     def _make_job(self, query: Query, future: asyncio.Future[Answer]) -> Job:
         return Job(query, future, holders=1)
