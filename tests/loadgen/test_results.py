@@ -15,7 +15,9 @@ from carebench.loadgen.results import (
     OutcomeCounts,
     RunRecorder,
     RunSummary,
+    classify,
     outcome_counts,
+    status_key,
 )
 from carebench.metrics.latency import LatencyRecorder
 
@@ -71,6 +73,29 @@ def test_buffered_recording_is_exact_and_up_to_date_when_read() -> None:
         assert interval.start == index * 0.5
         assert {k: v for k, v in interval.counts.items() if v} == expected_slots[index]
         assert interval.latency.count == sum(expected_slots[index].values())
+
+
+def test_appending_to_pending_as_the_closed_loop_does_equals_record() -> None:
+    """The closed loop appends status keys straight to `pending` and calls `flush_if_full`
+    once per round: the recorder then holds what `record` of each response would, and the
+    buffer never grows past FLUSH_EVERY plus one round."""
+    direct, appended = RunRecorder(started=0.0), RunRecorder(started=0.0)
+    statuses = (200, 503, 429, 500, 404, 200, 302)
+    rounds, per_round = 3 * FLUSH_EVERY // 64, 64
+    for n in range(rounds * per_round):
+        status, latency, done = statuses[n % len(statuses)], (n % 89) / 1000, n * 0.0004
+        direct.record(classify(status), latency, done, status)
+        pending = appended.pending
+        pending.keys.append(status_key(status))
+        pending.latencies.append(latency)
+        pending.times.append(done)
+        if n % per_round == per_round - 1:
+            appended.flush_if_full()
+            assert len(appended.pending.times) < FLUSH_EVERY
+    assert appended.status_codes == direct.status_codes
+    for outcome in OUTCOMES:
+        assert appended.latency[outcome].encode() == direct.latency[outcome].encode()
+    assert [i.counts for i in appended.timeline] == [i.counts for i in direct.timeline]
 
 
 def test_rejections_are_also_timed_from_their_actual_send() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -111,6 +112,19 @@ class LoggingChannel(HttpChannel):
         if sent:
             self.sent_at.append(time.perf_counter())
         return sent
+
+    @property
+    def send_encoded(self) -> Callable[[bytes, ResponseCallback], None] | None:
+        """The callback loop's fast path for a request already encoded: logged as well."""
+        send = super().send_encoded
+        if send is None:
+            return None
+
+        def logged(request: bytes, on_done: ResponseCallback) -> None:
+            send(request, on_done)
+            self.sent_at.append(time.perf_counter())
+
+        return logged
 
     async def fetch(self, patient_id: str, priority: str | None = None) -> int:
         self.sent_at.append(time.perf_counter())

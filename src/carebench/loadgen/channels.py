@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, cast
 
 from carebench.errors import (
@@ -68,8 +68,9 @@ class HttpChannel:
         self._prefix = base_path + ENDPOINTS[endpoint].prefix
         self._suffix = ENDPOINTS[endpoint].suffix
         self._connection: HttpConnection | None = None
-        #: Encoded requests without a priority, by patient id (ids repeat: fixed, uniform:N).
-        self._requests: dict[str, bytes] = {}
+        #: Encoded requests without a priority, by patient id (ids repeat: fixed, uniform:N);
+        #: filled by fetch and send_then, cleared in place when full.
+        self.requests: dict[str, bytes] = {}
         self.retry_after = 0.0
 
     async def fetch(self, patient_id: str, priority: str | None = None) -> int:
@@ -80,7 +81,7 @@ class HttpChannel:
             headers = {**self._headers, "X-Request-Priority": priority}
             request = connection.encode_get(self._prefix + patient_id + self._suffix, headers)
         else:
-            request = self._requests.get(patient_id) or self._encode(connection, patient_id)
+            request = self.requests.get(patient_id) or self._encode(connection, patient_id)
         waiter = connection.send(request)
         try:
             response = await waiter
@@ -124,19 +125,30 @@ class HttpChannel:
             headers = {**self._headers, "X-Request-Priority": priority}
             request = connection.encode_get(self._prefix + patient_id + self._suffix, headers)
         else:
-            request = self._requests.get(patient_id) or self._encode(connection, patient_id)
+            request = self.requests.get(patient_id) or self._encode(connection, patient_id)
         try:
             connection.send_then(request, on_done)
         except ConnectionClosed:  # checked here rather than before: one call less per request
             return False
         return True
 
+    @property
+    def send_encoded(self) -> Callable[[bytes, ResponseCallback], None] | None:
+        """The open connection's own `send_then(request, on_done)` for a request already in
+        `requests` (None when there is none). It raises ConnectionClosed once that connection
+        closes, and stays bound to it: after that, `send_then` (which reconnects) again.
+
+        For the closed loop's hot path: one call per request instead of two (~0.05 us).
+        """
+        connection = self._connection
+        return None if connection is None else connection.send_then
+
     def _encode(self, connection: HttpConnection, patient_id: str) -> bytes:
-        if len(self._requests) >= CACHED_REQUESTS:
-            self._requests.clear()
+        if len(self.requests) >= CACHED_REQUESTS:
+            self.requests.clear()
         path = self._prefix + patient_id + self._suffix
         # Encoded once per id, token included: the hot path stays one dict lookup.
-        request = self._requests[patient_id] = connection.encode_get(path, self._headers)
+        request = self.requests[patient_id] = connection.encode_get(path, self._headers)
         return request
 
     def reset(self) -> None:

@@ -137,6 +137,8 @@ class _ResponseProtocol(asyncio.Protocol):
         self._received: list[bytes] = []
         self._body: list[bytes] = []
         self._headers_for = headers_for
+        #: The shared bare response of each status seen whose headers are not wanted.
+        self._bare: dict[int, Response] = {}
         if keep_body:
             self.on_body = self._body.append
         self._parser = HttpResponseParser(self)
@@ -186,7 +188,8 @@ class _ResponseProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Parse response bytes; anything the parser rejects ends the connection."""
-        if self._waiter is None and self._on_settled is None:
+        on_settled = self._on_settled
+        if on_settled is None and self._waiter is None:
             self._abort(ConnectionClosed("peer sent data with no request in flight"))
             return
         self._received.append(data)
@@ -200,10 +203,8 @@ class _ResponseProtocol(asyncio.Protocol):
         response = self._completed
         if response is not None:
             # Called after the parser returns, so a failing callback is never taken for a
-            # malformed response.
-            self._completed = None
-            on_settled = self._on_settled
-            self._on_settled = None
+            # malformed response. Only a request sent with send_then completes this way.
+            self._completed = self._on_settled = None
             if on_settled is not None:
                 on_settled(response, None)
 
@@ -226,14 +227,13 @@ class _ResponseProtocol(asyncio.Protocol):
             self.closed = True
             if self._transport is not None:
                 self._transport.close()
-        wanted = self._headers_for
-        if self._waiter is None and wanted is not None and not self._body:
-            status = parser.get_status_code()
-            if status not in wanted:
-                # A load generator's response: only its status is kept (`_complete`'s last
-                # branch, inline: two calls less on every response).
+        if self._waiter is None and not self._body:
+            # A load generator's response whose headers it does not read: only its status
+            # is kept (`_complete`'s last branch, inline: two calls less on every response).
+            bare = self._bare.get(parser.get_status_code())
+            if bare is not None:
                 self._received.clear()
-                self._completed = _BARE.get(status) or _bare(status)
+                self._completed = bare
                 return
         self._complete(in_parser=True)
 
@@ -260,7 +260,7 @@ class _ResponseProtocol(asyncio.Protocol):
             response = Response(status, b"".join(body), raw=b"".join(received))
             body.clear()
         else:
-            response = _bare(status)
+            response = self._bare[status] = _bare(status)
         received.clear()
         if waiter is not None and not waiter.done():
             waiter.set_result(response)

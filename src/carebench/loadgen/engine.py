@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from carebench.loadgen.channels import Channel, HttpChannel
-from carebench.loadgen.client import Response
+from carebench.loadgen.client import ConnectionClosed, Response, ResponseCallback
 from carebench.loadgen.ids import IdChooser
 from carebench.loadgen.priorities import PriorityChooser, no_priority
-from carebench.loadgen.results import Outcome, RunRecorder, classify
+from carebench.loadgen.results import STATUS_KEYS, Outcome, RunRecorder, classify, status_key
 from carebench.loadgen.stages import LoadShape
 
+_INF = math.inf
 #: Pause after a connection error so a dead server does not turn the loop into a busy spin.
 CONNECTION_ERROR_BACKOFF = 0.01
 #: Shortest pause of a client honouring Retry-After (when the server sent none or 0).
@@ -320,7 +321,8 @@ class CallbackLoop:
         self, engine: Engine, requests: float, until: float, shape: Stepped | None = None
     ) -> None:
         self.engine = engine
-        self.remaining = requests
+        #: The request budget as a value of `engine.sent` (which counts every send).
+        self.budget_end = engine.sent + requests
         self.until = until
         self.shape = shape
         self.watchdog = Watchdog(engine.timeout, engine.timer)
@@ -334,6 +336,8 @@ class CallbackLoop:
         self.choose_priority = (
             None if engine.choose_priority is no_priority else engine.choose_priority
         )
+        #: The recorder's buffer that settle appends to (re-read each round, see send_ready).
+        self.pending = engine.recorder.pending
 
     async def run(self) -> None:
         channels = [c for c in self.engine.channels if isinstance(c, HttpChannel)]
@@ -350,6 +354,8 @@ class CallbackLoop:
             enforcing.cancel()
             for client in clients:
                 client.stop()
+            # Kept per client rather than written to the engine on every send.
+            self.engine.last_send = max([self.engine.last_send, *(c.sent for c in clients)])
 
     def send_soon(self, client: CallbackClient) -> None:
         """Send `client`'s next request once this round of read callbacks is over.
@@ -365,6 +371,9 @@ class CallbackLoop:
 
     def send_ready(self) -> None:
         ready, self.ready = self.ready, []
+        recorder = self.engine.recorder
+        recorder.flush_if_full()
+        self.pending = recorder.pending
         for client in ready:
             client.send_next()
 
@@ -386,6 +395,8 @@ class CallbackClient:
         "index",
         "loop",
         "priority",
+        "requests",
+        "send",
         "sent",
     )
 
@@ -400,28 +411,50 @@ class CallbackClient:
         self.connecting: asyncio.Task[None] | None = None
         #: Bound once: a bound method made per request costs ~30 ns.
         self._settle = self.settle
+        #: The channel's encoded requests, and its open connection's send for them (None
+        #: until the channel has sent once on that connection): see HttpChannel.send_encoded.
+        self.requests = channel.requests
+        self.send: Callable[[bytes, ResponseCallback], None] | None = None
 
     def send_next(self) -> None:
         loop = self.loop
         engine = loop.engine
         now = engine.timer()
-        if loop.halted or loop.remaining <= 0 or engine.stopping or now >= loop.until:
+        sent = engine.sent
+        if loop.halted or sent >= loop.budget_end or engine.stopping or now >= loop.until:
             loop.client_done()
             return
         if loop.shape is not None and (idle := loop.shape.idle_for(self.index, now)) > 0:
             loop.event_loop.call_later(idle, self.send_next)
             return
-        loop.remaining -= 1
-        self.sent = engine.last_send = now
-        engine.sent += 1
+        engine.sent = sent + 1
+        self.sent = now
         choose_priority = loop.choose_priority
         priority = self.priority = None if choose_priority is None else choose_priority()
         self.deadline = now + engine.timeout
         patient_id = engine.choose_id()
-        if not self.channel.send_then(patient_id, priority, self._settle):
-            self.connecting = asyncio.get_running_loop().create_task(
-                self._connect_and_send(patient_id, priority)
-            )
+        send = self.send
+        if send is not None and priority is None:
+            request = self.requests.get(patient_id)
+            if request is not None:
+                try:
+                    send(request, self._settle)
+                except ConnectionClosed:
+                    self.send = None
+                else:
+                    return
+        self._send_through_channel(patient_id, priority)
+
+    def _send_through_channel(self, patient_id: str, priority: str | None) -> None:
+        """Send with the channel, which encodes the request; open a connection if needed."""
+        channel = self.channel
+        if channel.send_then(patient_id, priority, self._settle):
+            self.send = channel.send_encoded
+            return
+        self.send = None
+        self.connecting = asyncio.get_running_loop().create_task(
+            self._connect_and_send(patient_id, priority)
+        )
 
     async def _connect_and_send(self, patient_id: str, priority: str | None) -> None:
         try:
@@ -451,15 +484,19 @@ class CallbackClient:
         if loop.halted:
             return
         engine = loop.engine
-        self.deadline = math.inf
+        self.deadline = _INF
         done = engine.timer()
         if self.expired or response is None:
             self._settle_unanswered(done)
             return
+        status = response.status
         if self.priority is None:
-            engine.recorder.record_status(response.status, done - self.sent, done)
+            # RunRecorder.record, inline (send_ready checks the buffer's size).
+            pending = loop.pending
+            pending.keys.append(STATUS_KEYS.get(status) or status_key(status))
+            pending.latencies.append(done - self.sent)
+            pending.times.append(done)
         else:
-            status = response.status
             engine.recorder.record(
                 classify(status), done - self.sent, done, status, priority=self.priority
             )
