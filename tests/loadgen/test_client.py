@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,7 +12,13 @@ import pytest
 import uvicorn
 import uvloop
 
-from carebench.loadgen.client import ConnectionClosed, HttpConnection, Response, parse_url
+from carebench.loadgen.client import (
+    ConnectionClosed,
+    HttpConnection,
+    Response,
+    _ResponseProtocol,
+    parse_url,
+)
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -384,3 +390,83 @@ def test_a_bare_response_has_no_headers_and_shares_no_state() -> None:
     response = Response(204, b"")
     response.headers["x"] = "y"
     assert response.headers == {}
+
+
+class _NoTransport(asyncio.Transport):
+    """A transport that keeps what is written and notes whether it was aborted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.aborted = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def close(self) -> None:
+        self.aborted = True
+
+
+@pytest.fixture
+def event_loop_for_protocol() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def _status_only_protocol(
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[_ResponseProtocol, _NoTransport]:
+    protocol = _ResponseProtocol(loop, keep_body=False, headers_for={503})
+    transport = _NoTransport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+REFUSED_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def test_send_then_settles_each_response_once_with_only_the_headers_asked_for(
+    event_loop_for_protocol: asyncio.AbstractEventLoop,
+) -> None:
+    """send_then's callback gets each response once, in whatever pieces it arrives: a status
+    whose headers are not asked for settles as the shared bare response (on its first and
+    later arrivals), a refusal with its Retry-After."""
+    protocol, transport = _status_only_protocol(event_loop_for_protocol)
+    settled: list[tuple[Response | None, ConnectionClosed | None]] = []
+    for response in (OK_RESPONSE, OK_RESPONSE, REFUSED_RESPONSE):
+        protocol.send_then(b"GET / HTTP/1.1\r\n\r\n", lambda r, e: settled.append((r, e)))
+        for piece in (response[:9], response[9:30], response[30:]):
+            protocol.data_received(piece)
+    first, second, refused = (response for response, _ in settled)
+    assert [error for _, error in settled] == [None, None, None]
+    assert first is second and first is not None and first.status == 200
+    assert first.headers == {}
+    assert refused is not None and refused.headers["retry-after"] == "2"
+    assert len(transport.written) == 3 and not protocol.closed
+
+
+def test_an_error_in_the_settle_callback_is_raised_as_itself_not_as_a_malformed_response(
+    event_loop_for_protocol: asyncio.AbstractEventLoop,
+) -> None:
+    """A callback that raises while the parser runs surfaces its own exception (a bug is not
+    reported as the server's fault); the connection, whose parser cannot go on, is aborted
+    and the callback is not called a second time."""
+    protocol, transport = _status_only_protocol(event_loop_for_protocol)
+    calls: list[Response | None] = []
+
+    def failing(response: Response | None, error: ConnectionClosed | None) -> None:
+        calls.append(response)
+        raise LookupError("bug in the callback")
+
+    protocol.send_then(b"GET / HTTP/1.1\r\n\r\n", failing)
+    with pytest.raises(LookupError, match="bug in the callback"):
+        protocol.data_received(OK_RESPONSE)
+    assert len(calls) == 1
+    assert protocol.closed and transport.aborted

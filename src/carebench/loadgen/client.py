@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
-from httptools import HttpParserError, HttpResponseParser
+from httptools import HttpParserCallbackError, HttpParserError, HttpResponseParser
 
 __all__ = ["ConnectionClosed", "HttpConnection", "Response", "UrlParts", "parse_url"]
 
@@ -146,7 +146,6 @@ class _ResponseProtocol(asyncio.Protocol):
         self._waiter: asyncio.Future[Response] | None = None
         #: Instead of a waiter: called with the response (or the error) once it is settled.
         self._on_settled: ResponseCallback | None = None
-        self._completed: Response | None = None
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -187,26 +186,25 @@ class _ResponseProtocol(asyncio.Protocol):
         self._fail(ConnectionClosed("connection was closed locally"))
 
     def data_received(self, data: bytes) -> None:
-        """Parse response bytes; anything the parser rejects ends the connection."""
-        on_settled = self._on_settled
-        if on_settled is None and self._waiter is None:
+        """Parse response bytes; anything the parser rejects ends the connection.
+
+        A complete response is settled from within the parser (`on_message_complete`). An
+        exception raised there by a send_then callback is re-raised as itself, after the
+        connection is aborted (the parser cannot go on): it is not a malformed response.
+        """
+        if self._on_settled is None and self._waiter is None:
             self._abort(ConnectionClosed("peer sent data with no request in flight"))
             return
         self._received.append(data)
         try:
             self._parser.feed_data(data)
+        except HttpParserCallbackError as exc:
+            self._abort(ConnectionClosed("a response callback failed"))
+            raise exc.__context__ or exc from None
         except HttpParserError as exc:
             error = ConnectionClosed(f"malformed HTTP response: {exc}")
             error.__cause__ = exc
             self._abort(error)
-            return
-        response = self._completed
-        if response is not None:
-            # Called after the parser returns, so a failing callback is never taken for a
-            # malformed response. Only a request sent with send_then completes this way.
-            self._completed = self._on_settled = None
-            if on_settled is not None:
-                on_settled(response, None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Mark the connection closed and settle a request that was still in flight."""
@@ -214,7 +212,7 @@ class _ResponseProtocol(asyncio.Protocol):
         if self._waiter is None and self._on_settled is None:
             return
         if self._body_ends_at_eof():
-            self._complete(in_parser=False)
+            self._complete()
             return
         error = ConnectionClosed("peer closed the connection before the response was complete")
         error.__cause__ = exc
@@ -227,15 +225,17 @@ class _ResponseProtocol(asyncio.Protocol):
             self.closed = True
             if self._transport is not None:
                 self._transport.close()
-        if self._waiter is None and not self._body:
+        on_settled = self._on_settled
+        if on_settled is not None and not self._body:
             # A load generator's response whose headers it does not read: only its status
             # is kept (`_complete`'s last branch, inline: two calls less on every response).
             bare = self._bare.get(parser.get_status_code())
             if bare is not None:
                 self._received.clear()
-                self._completed = bare
+                self._on_settled = None
+                on_settled(bare, None)
                 return
-        self._complete(in_parser=True)
+        self._complete()
 
     def _body_ends_at_eof(self) -> bool:
         # httptools cannot be told about EOF, so a body delimited by the connection closing
@@ -249,7 +249,7 @@ class _ResponseProtocol(asyncio.Protocol):
             "transfer-encoding", ""
         )
 
-    def _complete(self, in_parser: bool) -> None:
+    def _complete(self) -> None:
         waiter = self._waiter
         self._waiter = None
         status = self._parser.get_status_code()
@@ -265,12 +265,9 @@ class _ResponseProtocol(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
         elif self._on_settled is not None:
-            if in_parser:
-                self._completed = response
-            else:
-                on_settled = self._on_settled
-                self._on_settled = None
-                on_settled(response, None)
+            on_settled = self._on_settled
+            self._on_settled = None
+            on_settled(response, None)
 
     def _abort(self, error: ConnectionClosed) -> None:
         self.closed = True
@@ -285,7 +282,6 @@ class _ResponseProtocol(asyncio.Protocol):
             waiter.set_exception(error)
         on_settled = self._on_settled
         self._on_settled = None
-        self._completed = None
         self._received.clear()
         self._body.clear()
         if on_settled is not None:
