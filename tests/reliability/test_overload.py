@@ -61,6 +61,7 @@ import pytest
 
 from carebench.loadgen.config import LoadConfig
 from carebench.loadgen.results import LoadTestResult, OpenLoopReport
+from carebench.metrics.document import MetricsDocument
 from carebench.server.process import ServerProcess
 from tests.reliability.conftest import Figures, long_runs
 from tests.reliability.load import (
@@ -97,9 +98,12 @@ GOODPUT_FLOOR = 0.9
 DATABASE_FLOOR = 0.75
 REJECTION_BOUND = 0.005
 #: Server RSS growth allowed over the overload stage, short or long. Measured over 2 s: 1.2-1.6
-#: MiB for bounded patterns (codel 5.6), 10 MiB for naive, which holds every request it admits.
-#: Before fad52f6 every pattern grew ~2.2 MiB/s here without levelling: each read of /metrics
-#: (4 a second by the load generator's sampler) left HdrHistograms to the rarely-run collector.
+#: MiB for bounded patterns, 10 MiB for naive, which holds every request it admits. Twice
+#: what was left to the rarely-run cyclic collector (server/gc_tuning.py) grew it: before
+#: fad52f6 every pattern ~2.2 MiB/s without levelling (each read of /metrics left
+#: HdrHistograms), and before 428174f codel +5.6 over 2 s, +10.3 over 20 s (each request shed
+#: from its queue left a cycle holding its frames; +1.4-1.5 since). `gc_young_collections`
+#: over the run shows such garbage: 0 for a bounded pattern, ~1 per 2 s for codel then.
 RSS_BOUND_MIB = 8.0
 #: A generator lag above this is flagged: it is as large as the rejection bound itself.
 LAG_FLAG_MS = 5.0
@@ -123,6 +127,8 @@ class OverloadRun:
     rss_before: float
     rss_peak: int
     rss_end: int
+    #: The server's young-generation garbage collections over the run.
+    gc_young_collections: int
 
     @property
     def capacity(self) -> float:
@@ -203,13 +209,18 @@ class OverloadRun:
             rss_end_mib=round(self.rss_end / MIB, 1),
             rss_growth_mib=round(self.rss_growth_mib, 1),
             rss_bound_mib=RSS_BOUND_MIB,
+            gc_young_collections=self.gc_young_collections,
         )
 
 
-def queue_sheds(url: str) -> int:
-    state: Mapping[str, object] = metrics(url)["pattern_state"]
+def queue_sheds(document: MetricsDocument) -> int:
+    state: Mapping[str, object] = document["pattern_state"]
     counts = (state.get(counter) for counter in QUEUE_SHED_COUNTERS)
     return sum(count for count in counts if isinstance(count, int))
+
+
+def young_collections(document: MetricsDocument) -> int:
+    return document["process"]["gc_collections"][0]
 
 
 def overload(pattern: str, figures: Figures) -> OverloadRun:
@@ -218,10 +229,10 @@ def overload(pattern: str, figures: Figures) -> OverloadRun:
     overload_rate = round(OVERLOAD * DATABASE_PEAK)
     stages = f"{CAPACITY_SECONDS}s@{capacity_rate}/s,{OVERLOAD_SECONDS}s@{overload_rate}/s"
     with ServerProcess(["--pattern", pattern, *SERVER_ARGS]) as server:
-        before, sheds_before = latency_buckets(server.url, "rejected"), queue_sheds(server.url)
+        before, state_before = latency_buckets(server.url, "rejected"), metrics(server.url)
         with ProcessSampler(server.pid, RSS_SAMPLE_INTERVAL) as sampler:
             result = drive(server.url, pattern, LoadConfig(concurrency=CONNECTIONS, stages=stages))
-        after, sheds_after = latency_buckets(server.url, "rejected"), queue_sheds(server.url)
+        after, state_after = latency_buckets(server.url, "rejected"), metrics(server.url)
     rejected = after[math.inf] - before[math.inf]
     fast = after[REJECTION_BOUND] - before[REJECTION_BOUND]
     # The sampler starts just before the run measures (a /health check and no warm-up apart).
@@ -236,11 +247,12 @@ def overload(pattern: str, figures: Figures) -> OverloadRun:
         result=result,
         rejected_server=int(rejected),
         rejected_slow_server=int(rejected - fast),
-        queue_sheds=sheds_after - sheds_before,
+        queue_sheds=queue_sheds(state_after) - queue_sheds(state_before),
         rss_start=sampler.samples[0].rss,
         rss_before=statistics.median(sample.rss for sample in settled),
         rss_peak=max(sample.rss for sample in sampler.between(CAPACITY_SECONDS)),
         rss_end=sampler.samples[-1].rss,
+        gc_young_collections=young_collections(state_after) - young_collections(state_before),
     )
     run.record(pattern, figures)
     return run
