@@ -17,7 +17,6 @@ from carebench.loadgen.results import (
     RunSummary,
     classify,
     outcome_counts,
-    status_key,
 )
 from carebench.metrics.latency import LatencyRecorder
 
@@ -86,7 +85,7 @@ def test_appending_to_pending_as_the_closed_loop_does_equals_record() -> None:
         status, latency, done = statuses[n % len(statuses)], (n % 89) / 1000, n * 0.0004
         direct.record(classify(status), latency, done, status)
         pending = appended.pending
-        pending.keys.append(status_key(status))
+        pending.keys.append(status)
         pending.latencies.append(latency)
         pending.times.append(done)
         if n % per_round == per_round - 1:

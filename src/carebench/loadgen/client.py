@@ -133,8 +133,12 @@ class _ResponseProtocol(asyncio.Protocol):
         headers_for: Container[int] | None = None,
     ) -> None:
         self._loop = loop
-        #: What arrived since the request in flight was sent: its response so far.
+        #: What arrived of the response in flight before the read being parsed ...
         self._received: list[bytes] = []
+        #: ... and that read, while the parser has it (None otherwise). A response that
+        #: completes within one read (nearly all) is never copied into `_received`: an
+        #: append and a clear less per response (~0.04 us).
+        self._reading: bytes | None = None
         self._body: list[bytes] = []
         self._headers_for = headers_for
         #: The shared bare response of each status seen whose headers are not wanted.
@@ -195,7 +199,7 @@ class _ResponseProtocol(asyncio.Protocol):
         if self._on_settled is None and self._waiter is None:
             self._abort(ConnectionClosed("peer sent data with no request in flight"))
             return
-        self._received.append(data)
+        self._reading = data
         try:
             self._parser.feed_data(data)
         except HttpParserCallbackError as exc:
@@ -205,6 +209,10 @@ class _ResponseProtocol(asyncio.Protocol):
             error = ConnectionClosed(f"malformed HTTP response: {exc}")
             error.__cause__ = exc
             self._abort(error)
+            return
+        if self._reading is not None:  # the response goes on in a later read
+            self._received.append(data)
+            self._reading = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Mark the connection closed and settle a request that was still in flight."""
@@ -231,7 +239,9 @@ class _ResponseProtocol(asyncio.Protocol):
             # is kept (`_complete`'s last branch, inline: two calls less on every response).
             bare = self._bare.get(parser.get_status_code())
             if bare is not None:
-                self._received.clear()
+                if self._received:
+                    self._received.clear()
+                self._reading = None
                 self._on_settled = None
                 on_settled(bare, None)
                 return
@@ -255,6 +265,9 @@ class _ResponseProtocol(asyncio.Protocol):
         status = self._parser.get_status_code()
         wanted = self._headers_for
         received = self._received
+        if self._reading is not None:
+            received.append(self._reading)
+            self._reading = None
         body = self._body
         if body or wanted is None or status in wanted:
             response = Response(status, b"".join(body), raw=b"".join(received))
@@ -283,6 +296,7 @@ class _ResponseProtocol(asyncio.Protocol):
         on_settled = self._on_settled
         self._on_settled = None
         self._received.clear()
+        self._reading = None
         self._body.clear()
         if on_settled is not None:
             on_settled(None, error)

@@ -20,7 +20,7 @@ from carebench.loadgen.channels import Channel, HttpChannel
 from carebench.loadgen.client import ConnectionClosed, Response, ResponseCallback
 from carebench.loadgen.ids import IdChooser
 from carebench.loadgen.priorities import PriorityChooser, no_priority
-from carebench.loadgen.results import STATUS_KEYS, Outcome, RunRecorder, classify, status_key
+from carebench.loadgen.results import Outcome, RunRecorder, classify
 from carebench.loadgen.stages import LoadShape
 
 _INF = math.inf
@@ -510,7 +510,7 @@ class CallbackClient:
         if self.priority is None:
             # RunRecorder.record, inline (send_ready checks the buffer's size).
             pending = loop.pending
-            pending.keys.append(STATUS_KEYS.get(status) or status_key(status))
+            pending.keys.append(status)  # its outcome follows from it: see Pending
             pending.latencies.append(done - self.sent)
             pending.times.append(done)
         else:

@@ -39,8 +39,6 @@ OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 #: Statuses that mean "refused by admission control": 503 (shed) and 429 (rate limited).
 REJECTION_STATUSES = frozenset({503, 429})
 _OUTCOME_CODES: dict[Outcome, int] = {outcome: code for code, outcome in enumerate(OUTCOMES)}
-#: A recorded request's buffer key (status << 3 | outcome code) by status, filled as seen.
-STATUS_KEYS: dict[int, int] = {}
 #: Requests RunRecorder buffers before folding them into its histograms.
 FLUSH_EVERY = 4096
 
@@ -262,21 +260,27 @@ class ClassStats:
         self.success_latency.merge(other.success_latency)
 
 
-def status_key(status: int) -> int:
-    """The buffer key of a response's status (`STATUS_KEYS.get(status)` once it was seen)."""
-    key = STATUS_KEYS.get(status)
-    if key is None:
-        key = STATUS_KEYS[status] = status << 3 | _OUTCOME_CODES[classify(status)]
-    return key
+#: HTTP statuses have three digits: 100-999 (httptools rejects any other).
+_STATUS_LIMIT = 1000
+
+
+def _key(status: int, outcome: Outcome) -> int:
+    return status << 3 | _OUTCOME_CODES[outcome]
+
+
+#: The key of a response whose outcome follows from its status, by status.
+_KEY_BY_STATUS = np.array([_key(s, classify(s)) for s in range(_STATUS_LIMIT)], dtype=np.int64)
 
 
 class Pending:
     """Requests recorded but not yet folded into a RunRecorder's histograms: per request its
-    key (status << 3 | outcome code, see `status_key`), latency and completion time.
+    key, latency and completion time.
 
-    The closed loop's settle appends to these directly, doing `record`'s work for a response
-    with no priority class and no send lag (the outcome follows from the status), and calls
-    `RunRecorder.flush_if_full` once per round of responses: a call less per request.
+    A key is either a response's bare HTTP status (>= 0), whose outcome follows from it, or
+    `~(status << 3 | outcome code)` (< 0) for a request whose outcome is given (a timeout,
+    a connection error: status 0). The closed loop's settle appends a response's status
+    directly, doing `record`'s work without a call or a lookup per request, and calls
+    `RunRecorder.flush_if_full` once per round of responses.
     """
 
     __slots__ = ("keys", "latencies", "times")
@@ -332,7 +336,7 @@ class RunRecorder:
             if outcome == "rejected":
                 self.uncorrected_rejections.record(uncorrected)
         pending = self.pending
-        pending.keys.append(status << 3 | _OUTCOME_CODES[outcome])
+        pending.keys.append(~_key(status, outcome))
         pending.latencies.append(latency)
         pending.times.append(now)
         if len(pending.times) >= FLUSH_EVERY:
@@ -366,7 +370,8 @@ class RunRecorder:
         pending = self.pending
         if not pending.times:
             return
-        keys = np.array(pending.keys, dtype=np.int64)
+        given = np.array(pending.keys, dtype=np.int64)
+        keys = np.where(given < 0, ~given, _KEY_BY_STATUS[np.clip(given, 0, _STATUS_LIMIT - 1)])
         latencies = np.array(pending.latencies, dtype=np.float64)
         times = np.array(pending.times, dtype=np.float64)
         del pending.keys[:], pending.latencies[:], pending.times[:]
