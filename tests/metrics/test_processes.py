@@ -113,7 +113,9 @@ def test_uptime_is_the_longest_and_status_codes_add() -> None:
 def test_document_has_totals_and_each_process() -> None:
     """The JSON view: single-process fields as totals, then every process by pid."""
     totals = GroupTotals(
-        [state(7, metrics_with([0.01] * 3)), state(5, metrics_with([0.02] * 2))], unreachable=[9]
+        [state(7, metrics_with([0.01] * 3)), state(5, metrics_with([0.02] * 2))],
+        unreachable=[9],
+        restarted=1,
     )
     document = totals.document()
     assert document["total_requests"] == 5
@@ -125,6 +127,7 @@ def test_document_has_totals_and_each_process() -> None:
     assert document["backend"]["total_queries"] == 10
     assert document["process"]["gc_collections"] == [6, 4, 2]
     assert document["unreachable_processes"] == [9]
+    assert document["processes_restarted"] == 1
 
 
 def test_prometheus_counts_every_process() -> None:
@@ -138,6 +141,7 @@ def test_prometheus_counts_every_process() -> None:
     assert "process_resident_memory_bytes 2000.0" in text
     assert "carebench_processes 2.0" in text
     assert "carebench_processes_unreachable 0.0" in text
+    assert "carebench_process_restarts_total 0.0" in text
     assert 'carebench_workers{pattern="workerpool"} 40.0' in text
 
 

@@ -14,6 +14,7 @@ from carebench.patterns.base import PatternConfig, create_pattern, pattern_names
 from carebench.server import peers
 from carebench.server.app import CareBenchApp
 from carebench.server.peers import ProcessGroup
+from carebench.server.restarts import write_restarts
 from tests.contract import ConformanceHook, document_for
 from tests.fakes import GatedBackend
 
@@ -116,3 +117,16 @@ async def test_a_closed_process_leaves_the_group(group: list[ProcessGroup]) -> N
     totals = await first.totals()
     assert [state["pid"] for state in totals.states] == [101]
     assert totals.unreachable == []
+
+
+async def test_the_parent_s_restart_count_is_in_both_views(
+    group: list[ProcessGroup], tmp_path: Path
+) -> None:
+    """processes_restarted (JSON) and carebench_process_restarts_total (Prometheus) read the
+    count the parent keeps in the directory; 0 before any restart."""
+    assert (await get(group[0].app, "/metrics")).json()["processes_restarted"] == 0
+    write_restarts(tmp_path, 3)
+    for member in group:
+        assert (await get(member.app, "/metrics")).json()["processes_restarted"] == 3
+        text = (await get(member.app, "/metrics?format=prometheus")).text
+        assert "carebench_process_restarts_total 3.0" in text

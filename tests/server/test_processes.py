@@ -1,4 +1,5 @@
-"""`carebench serve --processes 2` as real processes on one port: spread, metrics, drain, exit."""
+"""`carebench serve --processes 2` as real processes on one port: spread, metrics, drain, exit,
+and a dead process replaced."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -137,22 +140,168 @@ async def drain_under_load(
     return document, list(await asyncio.gather(*pending))
 
 
-async def test_a_child_that_dies_stops_the_group_with_status_1() -> None:
-    """A server process killed outright is reported; the parent drains the other and exits 1."""
+def server_children(parent: int) -> list[int]:
+    """The living server processes `parent` has spawned (not multiprocessing's resource
+    tracker), from /proc."""
+    try:
+        children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    found = []
+    for pid in map(int, children):
+        with contextlib.suppress(FileNotFoundError):
+            if b"--multiprocessing-fork" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+async def poll_metrics(url: str, ready: Any, what: str) -> dict[str, Any]:
+    """wait_for, through a process dying: a scrape whose connection was reset is retried."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            document: dict[str, Any] = (await metrics_of(url)).json()
+            if ready(document):
+                return document
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never saw {what}")
+
+
+async def keep_asking(url: str, stop: asyncio.Event, tally: Counter[int | str]) -> None:
+    """Patient requests back to back on one keep-alive connection (a new one after a
+    failure), each response's status or a transport failure counted."""
+    limits = httpx.Limits(max_connections=1)
+    async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as client:
+        while not stop.is_set():
+            try:
+                response = await client.get("/api/v1/patients?id=P00042")
+            except httpx.TransportError:
+                tally["failed"] += 1
+                continue
+            tally[response.status_code] += 1
+
+
+def answered(tallies: list[Counter[int | str]]) -> int:
+    return sum(tally[200] for tally in tallies)
+
+
+async def test_a_killed_child_is_replaced_while_the_other_serves() -> None:
+    """kill -9 of one process under load: a new process takes its place on the port
+    (processes_restarted 1 in JSON and Prometheus, the dead pid gone from processes[]) while
+    the other answers. Only a request in flight on a connection to the killed process may
+    fail: at most one per client connection, and every answer is a 200."""
+    clients = 8
+    server = ServerProcess(["--processes", "2", "--error-rate", "0", *FAST])
+    server.start()
+    stop = asyncio.Event()
+    tallies: list[Counter[int | str]] = [Counter() for _ in range(clients)]
+    try:
+        document = await wait_for(server.url, both_up, "both processes up")
+        victim = document["processes"][0]["pid"]
+        tasks = [asyncio.create_task(keep_asking(server.url, stop, t)) for t in tallies]
+        await poll_until(lambda: all(tally[200] for tally in tallies), "every client answered")
+        os.kill(victim, signal.SIGKILL)
+        at_kill = answered(tallies)
+        replaced = await poll_metrics(
+            server.url,
+            lambda d: d["processes_restarted"] == 1 and d["process_count"] == 2,
+            "a process in place of the killed one",
+        )
+        at_replacement = answered(tallies)
+        await poll_until(lambda: answered(tallies) > at_replacement + 100, "more answers")
+        text = (await metrics_of(server.url, "prometheus")).text
+        stop.set()
+        await asyncio.gather(*tasks)
+    finally:
+        stop.set()
+        status = server.stop()
+    pids = [entry["pid"] for entry in replaced["processes"]]
+    assert victim not in pids and replaced["unreachable_processes"] == []
+    (newcomer,) = set(pids) - {entry["pid"] for entry in document["processes"]}
+    assert "carebench_process_restarts_total 1.0" in text
+    assert at_replacement > at_kill  # the other process answered while one was missing
+    assert all(set(tally) <= {200, "failed"} and tally["failed"] <= 1 for tally in tallies)
+    assert status == 0
+    line = f"warning: server process {victim} exited unexpectedly (killed by SIGKILL); "
+    assert any(f"{line}replaced by process {newcomer} after 0.25 s" in x for x in server.output)
+
+
+async def poll_until(ready: Any, what: str) -> None:
+    """Yield to the clients until `ready()` (a deadline, not a fixed sleep)."""
+    deadline = time.monotonic() + 30
+    while not ready():
+        assert time.monotonic() < deadline, f"never saw {what}"
+        await asyncio.sleep(0.01)
+
+
+def test_children_killed_at_start_up_make_the_parent_give_up() -> None:
+    """Every server process killed as soon as it appears (before it is ready): the parent
+    replaces at most 5 within its window, then says `error:` and exits 1, in bounded time."""
+    command = [sys.executable, "-m", "carebench", "serve", "--processes", "2", "--port", "0"]
+    process = subprocess.Popen(
+        [*command, *FAST], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    killed: set[int] = set()
+    deadline = time.monotonic() + 60
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            for pid in set(server_children(process.pid)) - killed:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            time.sleep(0.005)  # polling for the next child to appear
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output = process.communicate()[0]
+    assert process.returncode == 1
+    assert "error: server processes keep exiting: 6 exits within 60 s, more than 5" in output
+    assert 1 <= output.count("replaced by process") <= 5
+    assert len(killed) >= 6
+    assert "Traceback" not in output
+
+
+def test_a_child_that_cannot_start_stops_the_group(tmp_path: Path) -> None:
+    """An audit log only a server process opens (here a directory) fails every child the
+    same way: not replaced, one `error:` naming the cause, status 1."""
+    command = [sys.executable, "-m", "carebench", "serve", "--processes", "2", "--port", "0"]
+    result = subprocess.run(
+        [*command, "--audit-log", str(tmp_path), *FAST],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"error: --audit-log {tmp_path}: cannot open it for appending" in result.stderr
+    assert "could not start (see above); stopping the others" in result.stderr
+    assert "replaced" not in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_sigterm_right_after_a_kill_drains_and_exits_0() -> None:
+    """SIGTERM once the parent has reaped a killed process (its replacement 0.25 s away):
+    every living process drains, status 0; the final totals say the dead one's counts are
+    lost."""
     server = ServerProcess(["--processes", "2", *FAST])
     server.start()
     try:
         document = await wait_for(server.url, both_up, "both processes up")
         victim = document["processes"][0]["pid"]
         os.kill(victim, signal.SIGKILL)
-        assert server._process is not None
-        status = server._process.wait(timeout=30)  # it exits by itself: no signal sent
+        # Reaped (a zombie keeps its /proc entry): the parent has seen the death, so the
+        # signal comes during the restart, not before the parent knew of it.
+        await poll_until(lambda: not Path(f"/proc/{victim}").exists(), "the parent reaping it")
     finally:
-        server.stop()
-    assert status == 1
+        status = server.stop()
+    assert status == 0, server.output
     assert any(
-        f"error: server process {victim} exited unexpectedly" in line for line in server.output
+        f"server process {victim} exited unexpectedly (killed by SIGKILL)" in line
+        for line in server.output
     )
+    # The other process drained, and so did a replacement if one started before the signal.
+    replaced = sum("replaced by process" in line for line in server.output)
+    drained = [line for line in server.output if ", process " in line and "final stats" in line]
+    assert len(drained) == 1 + replaced
+    assert "the counts of 1 that died are lost" in server.output[-1]
 
 
 async def test_every_process_keeps_an_audit_record(tmp_path: Path) -> None:

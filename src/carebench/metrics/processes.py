@@ -84,6 +84,8 @@ class GroupDocument(RequestSnapshot, ServerState):
     process_count: int
     processes: list[ProcessEntry]
     unreachable_processes: list[int]
+    #: Processes the parent has started in place of ones that died, since it started.
+    processes_restarted: int
     audit: NotRequired[AuditStats]
 
 
@@ -124,13 +126,17 @@ def _number(value: Any) -> bool:
 
 
 class GroupTotals:
-    """The totals of the processes that answered a scrape."""
+    """The totals of the processes that answered a scrape; `restarted` is how many processes
+    the parent has replaced (their counts are gone with them)."""
 
-    def __init__(self, states: Sequence[ProcessState], unreachable: Sequence[int] = ()) -> None:
+    def __init__(
+        self, states: Sequence[ProcessState], unreachable: Sequence[int] = (), restarted: int = 0
+    ) -> None:
         if not states:
             raise ValueError("a scrape has at least the answering process's own state")
         self.states = sorted(states, key=lambda state: state["pid"])
         self.unreachable = sorted(unreachable)
+        self.restarted = restarted
         self.requests = RequestMetrics.added([state["requests"] for state in self.states])
 
     def _added(self, field: str) -> Any:
@@ -164,6 +170,7 @@ class GroupTotals:
                 "process_count": len(self.states),
                 "processes": [_entry(state) for state in self.states],
                 "unreachable_processes": self.unreachable,
+                "processes_restarted": self.restarted,
             },
         )
         audit = self.audit()
@@ -209,6 +216,7 @@ class GroupProcessCollector(Collector):
     def __init__(self, totals: GroupTotals) -> None:
         self._states = totals.states
         self._unreachable = totals.unreachable
+        self._restarted = totals.restarted
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
@@ -230,6 +238,11 @@ class GroupProcessCollector(Collector):
             "carebench_processes_unreachable",
             "Server processes that did not answer this scrape (their counts are missing)",
             value=len(self._unreachable),
+        )
+        yield CounterMetricFamily(
+            "carebench_process_restarts",
+            "Server processes started in place of ones that died (their counts are lost)",
+            value=self._restarted,
         )
 
 

@@ -8,8 +8,10 @@ current. Nothing runs per patient request: the exchange happens only at a scrape
 single process (`--processes 1`) never sets any of this up.
 
 A socket appears once its process has started its backend and pattern (it is ready), and
-goes with the process; one that does not answer within `PEER_TIMEOUT` is reported in
-`unreachable_processes` instead of stalling the scrape.
+goes with the process (the parent removes the socket of one that crashed); one that does not
+answer within `PEER_TIMEOUT` is reported in `unreachable_processes` instead of stalling the
+scrape. A process that replaced a dead one (server/restarts.py) joins when it is ready; the
+count of replacements comes from the file the parent keeps in the directory.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from carebench.metrics.prometheus import CONTENT_TYPE, render
 from carebench.responses import encode_error
 from carebench.server.app import CareBenchApp
 from carebench.server.http import Receive, Scope, Send, query_param, request_id_from, send_body
+from carebench.server.restarts import read_restarts
 
 #: How long a scrape waits for another process's state (a busy process answers within one
 #: turn of its event loop).
@@ -86,7 +89,8 @@ class ProcessGroup:
             writer.close()
 
     async def totals(self) -> GroupTotals:
-        """Every process's state now: this one's, and each peer socket's in the directory."""
+        """Every process's state now: this one's, each peer socket's in the directory, and
+        how many processes the parent has replaced."""
         peers = [
             int(path.name.removesuffix(SOCKET_SUFFIX))
             for path in self.directory.glob(f"*{SOCKET_SUFFIX}")
@@ -95,7 +99,7 @@ class ProcessGroup:
         answers = await asyncio.gather(*(self._ask(pid) for pid in peers))
         states = [self.state(), *(state for state in answers if state is not None)]
         unreachable = [pid for pid, state in zip(peers, answers, strict=True) if state is None]
-        return GroupTotals(states, unreachable)
+        return GroupTotals(states, unreachable, read_restarts(self.directory))
 
     async def _ask(self, pid: int) -> ProcessState | None:
         path = self.directory / f"{pid}{SOCKET_SUFFIX}"

@@ -18,16 +18,21 @@ Stopping: SIGTERM or SIGINT (Ctrl-C) to the parent is passed to every child as S
 each drains as a single server does (uvicorn_drain.py); a second signal cuts their drains
 short. The children sit in their own process group, so a Ctrl-C at the terminal reaches them
 once, through the parent, and does not count as the second signal. The parent exits when
-every child has, with status 1 if one failed. A child that exits on its own (a crash, an
-out-of-memory kill) is not restarted: the parent says so, drains the others and exits 1. A
-restarted process would start its counts from zero and the group's totals would silently
-drop; an orchestrator restarts the whole pod instead. A child whose parent dies drains and
-exits too (see `exit_with_parent`).
+every child has, with status 1 if one failed its drain.
+
+A child that exits unasked (a crash, an out-of-memory kill, `kill -9`) is replaced, as
+gunicorn's and uvicorn's supervisors replace a dead worker: after a backoff, by a new process
+with the same settings on the same port, while the others serve on (server/restarts.py says
+how long, and when the parent gives up instead: it drains the others and exits 1). Its counts
+are lost with it. A child that could not start at all (`STARTUP_FAILED`: a setting only a
+server process checks, such as an audit log it cannot open) is not replaced: the next would
+fail the same way. A child whose parent dies drains and exits too (see `exit_with_parent`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -35,16 +40,24 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
-from typing import Protocol, TextIO, cast
+from typing import NamedTuple, Protocol, TextIO, cast
 
 import msgspec
 
 from carebench.metrics.requests import RequestCounts, RequestMetrics
 from carebench.server.app import CareBenchApp
+from carebench.server.peers import SOCKET_SUFFIX
+from carebench.server.restarts import (
+    RestartBackoff,
+    RestartPolicy,
+    describe_exit,
+    write_restarts,
+)
 from carebench.server.setup import ServerSetup
 from carebench.server.startup import (
     banner_lines,
@@ -58,6 +71,8 @@ from carebench.server.startup import (
 #: How often a child checks that its parent still runs (seconds).
 PARENT_CHECK_INTERVAL = 1.0
 FINAL_SUFFIX = ".final.json"
+#: The exit status of a child that could not start (its error printed): not replaced.
+STARTUP_FAILED = 3
 
 
 class ChildTarget(Protocol):
@@ -96,75 +111,184 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return bind_socket(host, port, reuse_port=True)
 
 
+class Replacement(NamedTuple):
+    """A process that died unasked, to be replaced at `due` (monotonic seconds)."""
+
+    due: float
+    delay: float
+    pid: int | None
+    exitcode: int | None
+
+
 class Supervisor:
-    """Starts the children, passes signals on, waits for all of them, reports the totals."""
+    """Starts the children, replaces those that die, passes signals on, waits for all of them
+    and reports the totals.
+
+    The signal handler only counts signals and wakes the loop (through a pipe); the loop
+    passes them on, so a child gets exactly one SIGTERM per signal the parent received, even
+    one started while a signal arrived.
+    """
 
     def __init__(
-        self, pattern: str, setup: ServerSetup, port: int, directory: Path, out: TextIO
+        self,
+        pattern: str,
+        setup: ServerSetup,
+        port: int,
+        directory: Path,
+        out: TextIO,
+        policy: RestartPolicy | None = None,
     ) -> None:
         self.pattern = pattern
         self.setup = setup
         self.port = port
         self.directory = directory
         self.out = out
-        self.children: list[BaseProcess] = []
-        self.stopping = False
+        self.backoff = RestartBackoff(policy or RestartPolicy())
+        self.children: dict[int, BaseProcess] = {}  # by sentinel
+        self.replacements: list[Replacement] = []
+        self.restarts = 0
+        #: Children that exited unasked without leaving their counts.
+        self.lost = 0
+        #: SIGTERM and SIGINT received (only the signal handler writes it).
+        self.signals = 0
+        self.gave_up = False
+        self.failed = False
+        self._sigterms_sent: dict[int, int] = {}  # by pid
+        self._target: ChildTarget | None = None
+        self._wake = -1
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the group is stopping: a signal came, or the parent gave up."""
+        return self.signals > 0 or self.gave_up
 
     def run(self, target: ChildTarget) -> int:
-        """Serve until stopped; 0 when every child drained and exited cleanly, else 1."""
-        context = multiprocessing.get_context("spawn")
+        """Serve until stopped; 0 when every child asked to stop drained and exited cleanly,
+        else 1 (one failed its drain, or could not start, or they kept dying)."""
+        self._target = target
+        wake, self._wake = os.pipe()
+        os.set_blocking(self._wake, False)
         signals = (signal.SIGTERM, signal.SIGINT)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
         try:
             for _ in range(self.setup.server.processes):
                 if self.stopping:
                     break
-                child = context.Process(
-                    target=target,
-                    args=(self.pattern, self.setup, self.port, self.directory),
-                    name="carebench-server",
-                )
-                child.start()
-                self.children.append(child)
-            failed = self._wait()
+                self._start()
+            self._supervise(wake)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            os.close(wake)
+            os.close(self._wake)
         self._print_totals()
-        return 1 if failed else 0
+        return 1 if self.failed else 0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.stopping = True
-        self._signal_children()
+        self.signals += 1
+        with contextlib.suppress(OSError):  # the pipe is full: the loop is woken already
+            os.write(self._wake, b"\0")
 
-    def _signal_children(self) -> None:
-        for child in self.children:
-            if child.pid is not None and child.exitcode is None:
-                os.kill(child.pid, signal.SIGTERM)
+    def _start(self) -> BaseProcess:
+        child = multiprocessing.get_context("spawn").Process(
+            target=self._target,
+            args=(self.pattern, self.setup, self.port, self.directory),
+            name="carebench-server",
+        )
+        child.start()
+        self.children[child.sentinel] = child
+        return child
 
-    def _wait(self) -> bool:
-        """Wait for every child; whether one failed or exited before it was asked to."""
-        running = {child.sentinel: child for child in self.children}
-        failed = False
-        while running:
-            for sentinel in multiprocessing.connection.wait(list(running)):
-                child = running.pop(cast(int, sentinel))
-                child.join()
-                if self.stopping and child.exitcode == 0:
-                    continue
-                failed = True
-                self._report(child)
-        return failed
+    def _supervise(self, wake: int) -> None:
+        """Until every child has exited: pass signals on, reap, replace the dead when due."""
+        while True:
+            self._pass_signals_on()
+            if not (self.children or self.replacements):
+                return
+            timeout = self._until_next_replacement()
+            for ready in multiprocessing.connection.wait([*self.children, wake], timeout):
+                if ready == wake:
+                    os.read(wake, 64)
+                else:
+                    self._reap(self.children.pop(cast(int, ready)))
+            self._replace_due()
 
-    def _report(self, child: BaseProcess) -> None:
-        """A child failed: say so; if nobody asked it to stop, stop the others."""
-        why = "failed" if self.stopping else "exited unexpectedly"
-        after = "" if self.stopping else "; stopping the others"
-        message = f"error: server process {child.pid} {why} (status {child.exitcode}){after}"
-        print(message, file=sys.stderr, flush=True)
-        if not self.stopping:
-            self.stopping = True
-            self._signal_children()
+    def _pass_signals_on(self) -> None:
+        """One SIGTERM to each child per signal received (one in all when giving up)."""
+        wanted = self.signals + int(self.gave_up)
+        if wanted and self.replacements:
+            self._drop_replacements()
+        for child in self.children.values():
+            pid = cast(int, child.pid)
+            while self._sigterms_sent.get(pid, 0) < wanted and child.exitcode is None:
+                os.kill(pid, signal.SIGTERM)
+                self._sigterms_sent[pid] = self._sigterms_sent.get(pid, 0) + 1
+
+    def _drop_replacements(self) -> None:
+        if not self.gave_up:
+            for dead in self.replacements:
+                how = describe_exit(dead.exitcode)
+                _say(
+                    f"warning: server process {dead.pid} exited unexpectedly ({how}); "
+                    "not replaced: stopping"
+                )
+        self.replacements.clear()
+
+    def _reap(self, child: BaseProcess) -> None:
+        child.join()
+        pid, exitcode = child.pid, child.exitcode
+        (self.directory / f"{pid}{SOCKET_SUFFIX}").unlink(missing_ok=True)  # a crash leaves it
+        if self._sigterms_sent.pop(cast(int, pid), 0):
+            # Killed by that SIGTERM before it set its handlers, it was not yet listening.
+            if exitcode not in (0, -signal.SIGTERM):
+                self.failed = True
+                _say(f"error: server process {pid} failed ({describe_exit(exitcode)})")
+            return
+        self.lost += not (self.directory / f"{pid}{FINAL_SUFFIX}").exists()
+        if self.stopping:
+            how = describe_exit(exitcode)
+            _say(f"warning: server process {pid} exited unexpectedly ({how}) while stopping")
+        elif exitcode == STARTUP_FAILED:
+            self._give_up(f"server process {pid} could not start (see above)")
+        else:
+            self._schedule_replacement(pid, exitcode)
+
+    def _schedule_replacement(self, pid: int | None, exitcode: int | None) -> None:
+        now = time.monotonic()
+        delay = self.backoff.after_death(now)
+        if delay is not None:
+            self.replacements.append(Replacement(now + delay, delay, pid, exitcode))
+            return
+        policy = self.backoff.policy
+        self._give_up(
+            f"server processes keep exiting: {self.backoff.recent} exits within "
+            f"{policy.window:g} s, more than {policy.max_deaths} (the last: process {pid}, "
+            f"{describe_exit(exitcode)})"
+        )
+
+    def _give_up(self, why: str) -> None:
+        _say(f"error: {why}; stopping the others")
+        self.gave_up = self.failed = True
+
+    def _until_next_replacement(self) -> float | None:
+        if not self.replacements:
+            return None
+        return max(0.0, min(dead.due for dead in self.replacements) - time.monotonic())
+
+    def _replace_due(self) -> None:
+        now = time.monotonic()
+        for dead in [dead for dead in self.replacements if dead.due <= now]:
+            if self.stopping:
+                return  # the next round drops them, saying so
+            self.replacements.remove(dead)
+            child = self._start()
+            self.restarts += 1
+            write_restarts(self.directory, self.restarts)
+            _say(
+                f"warning: server process {dead.pid} exited unexpectedly "
+                f"({describe_exit(dead.exitcode)}); replaced by process {child.pid} after "
+                f"{dead.delay:g} s (restart {self.restarts})"
+            )
 
     def _print_totals(self) -> None:
         parts = [
@@ -172,10 +296,15 @@ class Supervisor:
             for path in sorted(self.directory.glob(f"*{FINAL_SUFFIX}"))
         ]
         if parts:
-            line = stats_line(
-                RequestMetrics.added(parts).snapshot(), f"{self.pattern}, {len(parts)} processes"
-            )
+            label = f"{self.pattern}, {len(parts)} processes"
+            if self.lost:
+                label += f"; the counts of {self.lost} that died are lost"
+            line = stats_line(RequestMetrics.added(parts).snapshot(), label)
             print(line, file=self.out, flush=True)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def child_socket(setup: ServerSetup, port: int) -> socket.socket:

@@ -29,6 +29,7 @@ from carebench.server.startup import (
     url_of,
 )
 from carebench.server.supervisor import (
+    STARTUP_FAILED,
     child_socket,
     exit_with_parent,
     report_final,
@@ -72,7 +73,7 @@ def run_child(pattern: str, setup: ServerSetup, port: int, directory: Path) -> N
         app = build_app(pattern, setup)
     except (ConfigError, StartupError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        sys.exit(STARTUP_FAILED)
     group = ProcessGroup(directory, app)
     group.attach()
     uv_server = DrainingServer(uvicorn_config(app, setup.server), app)
@@ -82,7 +83,7 @@ def run_child(pattern: str, setup: ServerSetup, port: int, directory: Path) -> N
     finally:
         sock.close()
     if not uv_server.started:
-        sys.exit(1)
+        sys.exit(STARTUP_FAILED)
     report_final(directory, app)
 
 
