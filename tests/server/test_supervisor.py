@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import multiprocessing
 import os
 import signal
 import socket
@@ -69,6 +70,15 @@ def serves_until_sigterm(pattern: str, setup: ServerSetup, port: int, directory:
     (directory / f"{os.getpid()}{READY}").touch()
     assert stopped.wait(30)
     leave_counts(directory, 2)
+
+
+def fails_its_drain(pattern: str, setup: ServerSetup, port: int, directory: Path) -> None:
+    """A child that says it is up and, asked to stop, exits with status 5."""
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
+    (directory / f"{os.getpid()}{READY}").touch()
+    assert stopped.wait(30)
+    sys.exit(5)
 
 
 def first_one_killed(pattern: str, setup: ServerSetup, port: int, directory: Path) -> None:
@@ -183,6 +193,36 @@ def test_sigterm_during_the_backoff_starts_no_child_and_exits_0(
     assert time.monotonic() - began < 25  # the backoff was not waited out
     assert group.restarts == 0
     assert "(killed by SIGKILL); not replaced: stopping" in capsys.readouterr().err
+
+
+def test_a_child_that_fails_its_drain_fails_the_group(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Asked to stop, a child exits with status 5: named on stderr, the parent's status is 1."""
+    sender = send_sigterm_when(lambda: len(list(tmp_path.glob(f"*{READY}"))) == 2)
+    status, _ = run_group(tmp_path, fails_its_drain)
+    sender.join()
+    assert status == 1
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and all(line.endswith(" failed (status 5)") for line in errors)
+
+
+def test_a_death_seen_after_a_signal_is_not_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A child that died on its own, reaped after a signal came but before the signal was
+    passed on: named, not replaced, and not a failure of the group."""
+    child = multiprocessing.get_context("spawn").Process(
+        target=killed, args=("workerpool", SETUP, 0, tmp_path)
+    )
+    child.start()
+    child.join()
+    group = Supervisor("workerpool", SETUP, 0, tmp_path, io.StringIO(), AT_ONCE)
+    group.signals = 1
+    group._reap(child)
+    assert not group.failed and group.replacements == [] and group.lost == 1
+    warning = f"warning: server process {child.pid} exited unexpectedly (killed by SIGKILL) "
+    assert capsys.readouterr().err == warning + "while stopping\n"
 
 
 def test_sigterm_is_passed_to_every_child(tmp_path: Path) -> None:
