@@ -43,11 +43,16 @@ async def wait_for_connection(
     try:
         async with asyncio.timeout(patience):
             await free.acquire()
+        return
     except TimeoutError:
         counters.pool_exhausted += 1
         counters.errors += 1
-        raise BackendError(
-            f"connection pool exhausted (waited {patience:g}s for one of {size} connections)"
-        ) from None
     finally:
         counters.waiting -= 1
+    # Raised outside the except block: raised inside it, the error keeps the TimeoutError as
+    # its __context__ (`from None` only hides it), whose traceback holds the asyncio.timeout,
+    # which holds the task the error ends up in: a cycle per refused query, left to the
+    # server's rare cyclic collections (server/gc_tuning.py).
+    raise BackendError(
+        f"connection pool exhausted (waited {patience:g}s for one of {size} connections)"
+    )

@@ -385,6 +385,10 @@ class SqliteBackend:
         except BackendError:
             self.errors += 1
             raise
+        finally:
+            # The future keeps its failure, whose traceback keeps this frame: a cycle per
+            # failed query, left to the server's rare cyclic collections (gc_tuning.py).
+            del query
 
     async def _acquire(self) -> _Connection:
         if self._permits is None:
