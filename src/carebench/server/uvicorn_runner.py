@@ -7,6 +7,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 
 import uvicorn
@@ -77,7 +78,7 @@ def run_child(pattern: str, setup: ServerSetup, port: int, directory: Path) -> N
     group = ProcessGroup(directory, app)
     group.attach()
     uv_server = DrainingServer(uvicorn_config(app, setup.server), app)
-    absorb_signals()
+    stop_on_early_signals(uv_server)
     try:
         uvloop.run(_serve_in_group(uv_server, group, sock))
     finally:
@@ -85,6 +86,24 @@ def run_child(pattern: str, setup: ServerSetup, port: int, directory: Path) -> N
     if not uv_server.started:
         sys.exit(STARTUP_FAILED)
     report_final(directory, app)
+
+
+def stop_on_early_signals(uv_server: DrainingServer) -> None:
+    """In a child: SIGINT or SIGTERM before uvicorn sets its own handlers stops the server as
+    soon as it has started, instead of being absorbed.
+
+    The parent passes its signal on to a child that may still be starting (a replacement
+    for a dead one); absorbed, it would leave that child serving and the parent waiting.
+    uvicorn restores this handler when it has drained and re-raises the signal that stopped
+    it: the server is stopping by then, so the handler does nothing (as `absorb_signals`).
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if not uv_server.should_exit:
+            uv_server.handle_exit(signum, frame)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
 
 
 async def _serve_in_group(
