@@ -285,6 +285,25 @@ class OneWriteHttpToolsProtocol(HttpToolsProtocol):
             self.timeout_keep_alive_task.cancel()
             self.timeout_keep_alive_task = None
         super().connection_lost(exc)
+        self._forget_requests()
+
+    def _forget_requests(self) -> None:
+        """Drop this protocol's references that make cycles, once the connection is lost.
+
+        `_client_gone` is this protocol's own bound method, and each request's transport
+        (HeadHoldingTransport) holds it while this protocol holds the request's cycle: a
+        cycle per connection (23 objects, with uvloop's transport and FlowControl), which
+        only the server's rare cyclic collections freed (server/gc_tuning.py). Requests
+        queued behind a pipeline are never started now, and hold this protocol through
+        their `on_response`. A refusal raised in a parser callback keeps its traceback, whose
+        frames hold this protocol. A request still running keeps what it needs: its cycle
+        holds the transport, and through `on_response` and `_client_gone` this protocol.
+        """
+        del self._client_gone
+        self._running = None
+        self.cycle = None  # type: ignore[assignment]
+        self.pipeline.clear()
+        self._refusal = None
 
     def eof_received(self) -> None:
         # A half-close ends the connection, as it always did under uvicorn (uvloop closes the
