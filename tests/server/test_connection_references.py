@@ -15,7 +15,7 @@ import struct
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 import uvicorn
@@ -54,8 +54,8 @@ async def tracked(
 ) -> AsyncIterator[tuple[type[TrackedProtocol], int]]:
     """An in-process uvicorn server with a TrackedProtocol class of its own, and its port;
     started before the collector is turned off."""
-    protocol = type("Tracked", (TrackedProtocol,), {"limits": limits, "instances": []})
-    protocol.lost = asyncio.Queue()
+    attributes = {"limits": limits, "instances": [], "lost": asyncio.Queue()}
+    protocol = cast(type[TrackedProtocol], type("Tracked", (TrackedProtocol,), attributes))
     config: Any = uvicorn.Config(
         app,
         http=protocol,
