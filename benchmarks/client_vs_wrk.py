@@ -330,11 +330,25 @@ def _print_summary(results: list[RunResult]) -> None:
             f"{TARGET_BOUND:.0%} of its core): their raw rates measure the target"
         )
     (raw_client, core_client, _), (raw_wrk, core_wrk, _) = medians["client"], medians["wrk"]
+    rounds = _per_round_ratios(results)
+    print(
+        "per round (side by side, so drift in the machine's speed cancels), client / wrk per "
+        f"core: {' '.join(f'{r:.2f}' for r in rounds)}; median {statistics.median(rounds):.2f}"
+    )
     print(
         f"     ratio: our client / wrk = {raw_client / raw_wrk:.2f} raw req/s, "
         f"{core_client / core_wrk:.2f} per core of CPU used"
         + (" (some runs target-bound)" if bound else "")
     )
+
+
+def _per_round_ratios(results: list[RunResult]) -> list[float]:
+    """Each round's client / wrk rate per core: a round runs both tools back to back."""
+    ratios = []
+    for first, second in zip(results[::2], results[1::2], strict=True):
+        client, wrk = (first, second) if first.tool == "client" else (second, first)
+        ratios.append(client.rate_per_core / wrk.rate_per_core)
+    return ratios
 
 
 def _warn_if_unstable(label: str, rates: list[float]) -> None:
