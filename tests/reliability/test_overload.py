@@ -98,12 +98,14 @@ GOODPUT_FLOOR = 0.9
 DATABASE_FLOOR = 0.75
 REJECTION_BOUND = 0.005
 #: Server RSS growth allowed over the overload stage, short or long. Measured over 2 s: 1.2-1.6
-#: MiB for bounded patterns, 10 MiB for naive, which holds every request it admits. Twice
-#: what was left to the rarely-run cyclic collector (server/gc_tuning.py) grew it: before
-#: fad52f6 every pattern ~2.2 MiB/s without levelling (each read of /metrics left
-#: HdrHistograms), and before 428174f codel +5.6 over 2 s, +10.3 over 20 s (each request shed
-#: from its queue left a cycle holding its frames; +1.4-1.5 since). `gc_young_collections`
-#: over the run shows such garbage: 0 for a bounded pattern, ~1 per 2 s for codel then.
+#: MiB for bounded patterns, 2.7-2.8 for naive, which holds every request it admits. Three
+#: times what was left to the rarely-run cyclic collector (server/gc_tuning.py) grew it:
+#: before fad52f6 every pattern ~2.2 MiB/s without levelling (each read of /metrics left
+#: HdrHistograms), before 428174f codel +5.6 over 2 s, +10.3 over 20 s (each request shed
+#: from its queue left a cycle holding its frames; +1.4-1.8 since), and before f4dc5a2 naive
+#: +10.2 over 2 s, +31 over 20 s (each "connection pool exhausted" 500 left one; +2.9-3.5
+#: since). `gc_young_collections` over the run shows such garbage: 0 in the long runs since
+#: (naive, codel, workerpool, semaphore), ~1 per 2 s for codel and naive before.
 RSS_BOUND_MIB = 8.0
 #: A generator lag above this is flagged: it is as large as the rejection bound itself.
 LAG_FLAG_MS = 5.0
