@@ -147,7 +147,14 @@ def test_children_that_keep_dying_stop_the_group(
     replaced = [line for line in errors if "replaced by process" in line]
     assert 1 <= len(replaced) <= 2
     assert all("(killed by SIGKILL)" in line for line in replaced)
-    assert errors[-1].startswith("error: server processes keep exiting: 3 exits within 60 s")
+    # The other child may be killed while the group stops, and says so after the give-up.
+    gave_up = [
+        index
+        for index, line in enumerate(errors)
+        if line.startswith("error: server processes keep exiting: 3 exits within 60 s")
+    ]
+    assert len(gave_up) == 1
+    assert not any("replaced by process" in line for line in errors[gave_up[0] :])
 
 
 def test_a_child_that_cannot_start_is_not_replaced(
