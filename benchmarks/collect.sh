@@ -36,7 +36,7 @@ benchmarks/collect_databases.sh
 echo "== overhead" >&2
 benchmarks/overhead.sh 10 3 > "$out/overhead.txt"
 echo "== load generator vs wrk" >&2
-"$bin/python" benchmarks/client_vs_wrk.py --duration 10 --runs 5 > "$out/client_vs_wrk.txt"
+"$bin/python" benchmarks/client_vs_wrk.py --duration 10 --runs 11 > "$out/client_vs_wrk.txt"
 echo "== serve --processes 1 vs 2" >&2
 "$bin/python" benchmarks/processes.py --rounds 5 --duration 10 > "$out/processes.txt"
 echo "== loadtest --generators 1 vs 2" >&2

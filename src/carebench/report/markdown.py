@@ -56,7 +56,7 @@ OVERHEAD_INTRO = (
     "CPU 1, three alternating rounds, medians."
 )
 CLIENT_INTRO = (
-    "`benchmarks/client_vs_wrk.py --duration 10 --runs 5`: the load generator (a `carebench "
+    "`benchmarks/client_vs_wrk.py --duration 10 --runs 11`: the load generator (a `carebench "
     "loadtest --target` run, engine and recording included) and `wrk -t1`, each on CPU 1 with "
     "64 connections, against the same nginx (one worker on CPU 0, a fixed JSON body). Raw req/s "
     "and req/s per core of CPU each tool used, with nginx's CPU; a run where nginx used >= 90 % "
@@ -168,6 +168,7 @@ def _analysis(scenarios: dict[str, list[LoadTestResult]], directory: Path, extra
     for path, pattern in (
         (directory / "overhead.txt", r"median req/s: .*"),
         (directory / "client_vs_wrk.txt", r".*ratio: our client / wrk = .*"),
+        (directory / "client_vs_wrk.txt", r"per round \(side by side.*"),
         (directory / "processes.txt", r"ratio 2/1 processes, req/s: .*"),
         (directory / "safeguards_cost.txt", r"all safeguards / plain .*"),
         (directory / "generators.txt", r"ratio: 2 gens, CPU 0\+1 / 1 gen = .*"),
