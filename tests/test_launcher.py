@@ -13,9 +13,13 @@ import pytest
 from carebench import cli, launcher
 
 #: Puts a SIGINT, the real signal, on the process the moment `carebench.cli` starts to be
-#: imported: a Ctrl-C in the first ~0.3 s of the command, at a point fixed in advance.
+#: imported: a Ctrl-C in the first ~0.3 s of the command, at a point fixed in advance. Python's
+#: own handler is put back first, as a terminal has it: a test run started in the background
+#: (`cmd &` in a script) inherits SIGINT ignored, and the signal would then never arrive.
 INTERRUPT_THE_IMPORT = """
 import importlib.abc, os, signal, sys
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 class Interrupting(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
