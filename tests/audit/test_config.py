@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,38 @@ def test_a_file_that_cannot_be_opened_is_a_config_error(tmp_path: Path) -> None:
     trail = AuditConfig(str(tmp_path / "ok.log"), "fhir", 7).build_trail()
     assert trail is not None and trail.capacity == 7 and trail.stats()["format"] == "fhir"
     trail.close()
+
+
+def test_the_check_before_start_opens_what_a_server_would(tmp_path: Path) -> None:
+    """check_log fails as build_trail would, creates a missing log (mode 0600) and passes
+    over no log and standard output."""
+    with pytest.raises(ConfigError, match=r"--audit-log .*: cannot open it for appending"):
+        AuditConfig(str(tmp_path)).check_log()
+    fresh = tmp_path / "fresh.log"
+    AuditConfig(str(fresh)).check_log()
+    assert fresh.read_bytes() == b"" and stat.S_IMODE(fresh.stat().st_mode) == 0o600
+    AuditConfig().check_log()
+    AuditConfig("-").check_log()
+
+
+def test_the_check_before_start_leaves_a_fifo_unopened(tmp_path: Path) -> None:
+    """A FIFO is not opened by the check: with no reader the open would wait for one, and a
+    reader would see its input end when the check closed it."""
+    fifo = tmp_path / "audit.fifo"
+    os.mkfifo(fifo)
+    checked = threading.Event()
+
+    def check() -> None:
+        AuditConfig(str(fifo)).check_log()
+        checked.set()
+
+    thread = threading.Thread(target=check, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    waiting = thread.is_alive()
+    if waiting:  # it is opening the FIFO: let it through before failing
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+    assert not waiting and checked.is_set()
 
 
 def test_stdout_is_a_sink_the_server_does_not_close() -> None:

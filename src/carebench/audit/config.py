@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from dataclasses import dataclass
 
 from carebench.audit.record import ENCODERS
-from carebench.audit.sinks import STDOUT, open_sink
+from carebench.audit.sinks import STDOUT, FdSink, open_sink
 from carebench.audit.trail import AuditTrail
 from carebench.errors import ConfigError
 from carebench.registry import check_choice
@@ -60,16 +62,33 @@ class AuditConfig:
             if not os.path.isdir(folder):
                 raise ConfigError(f"--audit-log {self.audit_log}: no such directory {folder}")
 
+    def check_log(self) -> None:
+        """ConfigError when --audit-log cannot be opened for appending, as `build_trail` would
+        raise it: for the process that starts server processes (`serve --processes`, granian's
+        workers), so a bad path is its own `error:` and not a child's that failed to start.
+
+        Opens (creating it, as a server would) and closes it, unless it is a FIFO: opening
+        one waits for its reader, and closing it could end the reader's input."""
+        if self.audit_log is None or self.audit_log == STDOUT:
+            return
+        with contextlib.suppress(OSError):  # missing (or unreachable): the open says why
+            if stat.S_ISFIFO(os.stat(self.audit_log).st_mode):
+                return
+        self._open_sink().close()
+
     def build_trail(self) -> AuditTrail | None:
         """The trail requests are recorded in (None without --audit-log), its sink open;
         ConfigError when the file cannot be opened for appending."""
         if self.audit_log is None:
             return None
+        encode = ENCODERS[self.audit_format]
+        return AuditTrail(self._open_sink(), encode, self.audit_queue_size, self.audit_format)
+
+    def _open_sink(self) -> FdSink:
+        assert self.audit_log is not None
         try:
-            sink = open_sink(self.audit_log)
+            return open_sink(self.audit_log)
         except OSError as exc:
             raise ConfigError(
                 f"--audit-log {self.audit_log}: cannot open it for appending ({exc.strerror})"
             ) from None
-        encode = ENCODERS[self.audit_format]
-        return AuditTrail(sink, encode, self.audit_queue_size, self.audit_format)

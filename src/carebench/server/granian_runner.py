@@ -31,7 +31,7 @@ from carebench.server.startup import (
     absorb_signals,
     banner_lines,
     build_app,
-    check_backend,
+    check_start,
     final_stats,
     free_port,
     listening_line,
@@ -70,7 +70,7 @@ def serve_granian(pattern: str, setup: ServerSetup, out: TextIO) -> int:
         ) from None
     # granian binds by itself, so port 0 is resolved here to a port we can print.
     server = setup.server
-    check_backend(setup)
+    check_start(setup)
     port = server.port or free_port(server.host)
     if not server.quiet:
         print("\n".join(banner_lines(pattern, setup)), file=out)

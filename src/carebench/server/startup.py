@@ -41,6 +41,17 @@ def build_app(pattern: str, setup: ServerSetup) -> CareBenchApp:
     )
 
 
+def check_start(setup: ServerSetup) -> None:
+    """Check what a server process would find wrong as it builds its app, before any starts.
+
+    Every runner calls it first, so one bad setting ends `serve` the same way with one process
+    or several: `serve --processes N` and granian build their apps in child processes, where
+    a ConfigError (exit 2 in the foreground) became a child that could not start (exit 1) or
+    a traceback. StartupError for a database that cannot be used, ConfigError for the rest."""
+    check_backend(setup)
+    setup.audit.check_log()
+
+
 def check_backend(setup: ServerSetup) -> None:
     """Open and close a real database once before serving, so an unreachable, refused or
     unseeded one is one clear error at start-up instead of a 500 per request."""

@@ -24,9 +24,11 @@ A child that exits unasked (a crash, an out-of-memory kill, `kill -9`) is replac
 gunicorn's and uvicorn's supervisors replace a dead worker: after a backoff, by a new process
 with the same settings on the same port, while the others serve on (server/restarts.py says
 how long, and when the parent gives up instead: it drains the others and exits 1). Its counts
-are lost with it. A child that could not start at all (`STARTUP_FAILED`: a setting only a
-server process checks, such as an audit log it cannot open) is not replaced: the next would
-fail the same way. A child whose parent dies drains and exits too (see `exit_with_parent`).
+are lost with it. The parent checks the settings a child would reject before it starts any
+(`startup.check_start`), so a bad one is the parent's `error:` and exit 2, as with one
+process. A child that could not start at all anyway (`STARTUP_FAILED`: e.g. an audit log made
+unwritable since the parent's check) is not replaced: the next would fail the same way. A
+child whose parent dies drains and exits too (see `exit_with_parent`).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ from carebench.server.setup import ServerSetup
 from carebench.server.startup import (
     banner_lines,
     bind_socket,
-    check_backend,
+    check_start,
     listening_line,
     stats_line,
     url_of,
@@ -85,7 +87,7 @@ class ChildTarget(Protocol):
 def serve_processes(pattern: str, setup: ServerSetup, out: TextIO, target: ChildTarget) -> int:
     """Hold the port, run `--processes` children on it until stopped; the exit status."""
     server = setup.server
-    check_backend(setup)
+    check_start(setup)
     sock = reserve_port(server.host, server.port)
     try:
         if not server.quiet:

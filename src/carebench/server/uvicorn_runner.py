@@ -24,7 +24,7 @@ from carebench.server.startup import (
     banner_lines,
     bind_socket,
     build_app,
-    check_backend,
+    check_start,
     final_stats,
     listening_line,
     url_of,
@@ -47,7 +47,7 @@ def serve_uvicorn(pattern: str, setup: ServerSetup, out: TextIO) -> int:
     server = setup.server
     if server.processes > 1:
         return serve_processes(pattern, setup, out, run_child)
-    check_backend(setup)
+    check_start(setup)
     app = build_app(pattern, setup)
     sock = bind_socket(server.host, server.port)
     if not server.quiet:
