@@ -183,6 +183,27 @@ def test_gradient2_grows_by_smoothed_queue_allowance() -> None:
     assert feed(algorithm, 10, FLAT_RTT)[-1] == 28
 
 
+def test_gradient2_standing_queue_does_not_become_its_baseline() -> None:
+    """A standing queue (RTT 1.8x a learnt 100 ms, the limit in full use) for 600 requests
+    does not grow the limit past what flat latency taught: the long RTT averages ~600 round
+    trips (a sample with n in flight is 1/n of one), not 600 requests, so it stays near
+    100 ms. Averaged per request it reached 169 ms, and the limit grew back to 200."""
+    algorithm = Gradient2Limit()
+    grown = feed(algorithm, 100, 0.1, in_flight=20)[-1]
+    limits = feed(algorithm, 600, 0.18)
+    assert max(limits) <= grown
+    assert algorithm.stats()["long_rtt_ms"] < 110
+
+
+def test_gradient2_baseline_still_follows_a_lasting_change() -> None:
+    """~600 round trips of a slower backend (12,000 answers at 20 in flight) become the new
+    normal: the long RTT has mostly caught up (Netflix: "adapt to long term changes")."""
+    algorithm = Gradient2Limit()
+    feed(algorithm, 100, 0.1, in_flight=20)
+    feed(algorithm, 600 * 20, 0.18, in_flight=20)
+    assert algorithm.stats()["long_rtt_ms"] > 160
+
+
 def test_vegas_defaults_match_the_library() -> None:
     """Vegas defaults: initial 20, max 1000, smoothing 1.0."""
     algorithm = create_limit("vegas")

@@ -62,6 +62,20 @@ async def test_limit_falls_when_latency_inflates(algorithm: str) -> None:
     assert pattern.stats()["sample_rtt_ms"] == pytest.approx(500.0)
 
 
+async def test_gradient2_cuts_when_a_standing_queue_doubles_latency() -> None:
+    """After a flat 100 ms, rounds at 200 ms (a standing queue) cut the limit and keep it cut:
+    the long-term RTT is a baseline, not the average of the last few hundred requests (which
+    learnt the 200 ms from a round's first half, so the limit stayed at 200)."""
+    pattern, backend, loop_clock = adaptive("gradient2")
+    for _ in range(15):
+        await run_round(pattern, backend, loop_clock, 0.1, fail=False)
+    grown = pattern.limit
+    for _ in range(10):
+        await run_round(pattern, backend, loop_clock, 0.2, fail=False)
+    assert pattern.limit < grown / 4
+    assert pattern.stats()["algorithm"]["long_rtt_ms"] < 150
+
+
 class DeadlineBackend(GatedBackend):
     """A gated backend whose failing ids miss their deadline instead of failing."""
 
