@@ -3,10 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The load generator's request path compiled with Cython (carebench/loadgen/compiled.py),
+# rebuilt whenever its source changes. Without a C compiler the build fails with a warning and
+# the Python modules run instead (slower); `make test` then fails its compiled pass.
+COMPILED_SOURCES := $(wildcard src/carebench/loadgen/protocol.p* src/carebench/loadgen/callback_loop.p*) tools/build_compiled.py
+COMPILED := $(VENV)/.compiled
 
-.PHONY: install run serve test lint format docs clean profile overhead benchmarks-md bench bench-baseline bench-compare reliability
+.PHONY: install compiled run serve test lint format docs clean profile overhead benchmarks-md bench bench-baseline bench-compare reliability
 
-install: $(STAMP)
+install: $(STAMP) $(COMPILED)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,31 +19,41 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+compiled: $(COMPILED)
+
+$(COMPILED): $(STAMP) $(COMPILED_SOURCES)
+	$(BIN)/python tools/build_compiled.py --quiet \
+		|| echo "warning: the compiled load generator did not build; the Python one will run" >&2
+	touch $(COMPILED)
+
 # Time-bounded runs: with a request budget, patterns that reject fast burn through it in a
 # fraction of a second and their rates are noise (see README, "How to read the results").
 # Refused clients wait Retry-After, as real clients should: re-sending at once would turn every
 # shedding pattern into a rejection storm whose cost the server pays instead of serving.
-run: $(STAMP)
+run: $(STAMP) $(COMPILED)
 	$(BIN)/carebench loadtest --duration 6 --warmup 1 --honor-retry-after
 
 serve: $(STAMP)
 	$(BIN)/carebench serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check --no-cache src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check --no-cache src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks tools
+	$(BIN)/ruff check --fix src tests benchmarks tools
 
 # The CLI reference is generated from the settings' definitions; a test fails when it is stale.
 docs: $(STAMP)
 	$(BIN)/python -m carebench.cli.reference > docs/cli.md
 
-test: lint
-	$(BIN)/pytest --cov --cov-report=term
+# The whole suite on the Python modules (coverage sees their lines), then the load generator's
+# tests again on the compiled build, which must be present and built from today's source.
+test: lint $(COMPILED)
+	CAREBENCH_PURE_PYTHON=1 $(BIN)/pytest --cov --cov-report=term
+	CAREBENCH_REQUIRE_COMPILED=1 $(BIN)/pytest tests/loadgen -q
 
 # Microbenchmarks (the analogue of `go test -bench=. -benchmem`); not part of `make test`.
 BENCH_DIR := .benchmarks
@@ -48,15 +63,15 @@ BENCH := $(BIN)/pytest benchmarks -p no:cacheprovider --benchmark-columns=min,me
 # those runs and still catches a hot path that got a quarter more expensive.
 BENCH_MAX_SLOWDOWN ?= 25
 
-bench: $(STAMP)
+bench: $(STAMP) $(COMPILED)
 	mkdir -p $(BENCH_DIR)
 	$(BENCH) --benchmark-json=$(BENCH_DIR)/latest.json --benchmark-autosave
 
-bench-baseline: $(STAMP)
+bench-baseline: $(STAMP) $(COMPILED)
 	mkdir -p $(BENCH_DIR)
 	$(BENCH) --benchmark-json=$(BENCH_DIR)/baseline.json
 
-bench-compare: $(STAMP)
+bench-compare: $(STAMP) $(COMPILED)
 	@test -f $(BENCH_DIR)/baseline.json || { echo "error: no $(BENCH_DIR)/baseline.json; run 'make bench-baseline' first" >&2; exit 2; }
 	$(BENCH) --benchmark-json=$(BENCH_DIR)/latest.json --benchmark-compare=$(BENCH_DIR)/baseline.json
 	$(BIN)/python benchmarks/compare.py $(BENCH_DIR)/baseline.json $(BENCH_DIR)/latest.json --max-slowdown $(BENCH_MAX_SLOWDOWN)

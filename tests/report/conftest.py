@@ -28,6 +28,7 @@ MACHINE: MachineDescription = {
     "python": "3.11.7",
     "packages": {"uvicorn": "0.30.0"},
     "date": "2026-01-01T00:00:00+00:00",
+    "load_generator": {"protocol": "compiled", "callback_loop": "python (not built)"},
 }
 
 

@@ -81,6 +81,7 @@ def test_document_has_every_section_and_the_verdicts(tmp_path: Path) -> None:
     docs.mkdir()
     text = render_markdown(collected(tmp_path), docs)
     assert "## Machine" in text and "Test CPU 3000" in text
+    assert "load generator: callback_loop python (not built), protocol compiled" in text
     assert "**realistic database, 500 clients**: workerpool wins" in text
     assert "Lowest goodput: naive" in text
     assert "Rejecting: workerpool 25 %" in text

@@ -6,7 +6,9 @@ import datetime as dt
 import os
 import platform
 from importlib import metadata
-from typing import TypedDict
+from typing import NotRequired, TypedDict
+
+from carebench.loadgen import compiled
 
 KEY_PACKAGES = ("uvicorn", "uvloop", "httptools", "msgspec", "hdrhistogram", "prometheus-client")
 
@@ -21,6 +23,8 @@ class MachineDescription(TypedDict):
     packages: dict[str, str]
     #: When the description was taken (as a run starts), ISO 8601 in UTC.
     date: str
+    #: How the load generator's request path ran: module -> "compiled" or "python (<why>)".
+    load_generator: NotRequired[dict[str, str]]
 
 
 def cpu_model() -> str:
@@ -61,4 +65,5 @@ def describe_machine() -> MachineDescription:
         "python": platform.python_version(),
         "packages": package_versions(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "load_generator": compiled.status(),
     }

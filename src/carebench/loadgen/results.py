@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, TypedDict, get_args
@@ -281,14 +280,18 @@ class Pending:
     a connection error: status 0). The closed loop's settle appends a response's status
     directly, doing `record`'s work without a call or a lookup per request, and calls
     `RunRecorder.flush_if_full` once per round of responses.
+
+    Lists rather than arrays: a list's append is ~25 ns a request cheaper than an array's,
+    which parses its argument, and numpy converts the lists at flush time (measured
+    together, 1,024 requests a flush).
     """
 
     __slots__ = ("keys", "latencies", "times")
 
     def __init__(self) -> None:
-        self.keys = array("q")
-        self.latencies = array("d")
-        self.times = array("d")
+        self.keys: list[int] = []
+        self.latencies: list[float] = []
+        self.times: list[float] = []
 
 
 class RunRecorder:

@@ -140,12 +140,19 @@ def _machine(scenarios: dict[str, list[LoadTestResult]]) -> str:
         return ""
     memory = machine["memory_bytes"] or 0
     packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
+    generator = machine.get("load_generator")
+    built = (
+        "; load generator: "
+        + ", ".join(f"{module} {how}" for module, how in sorted(generator.items()))
+        if generator
+        else ""
+    )
     return (
         "## Machine\n\n"
         f"- CPU: {machine['cpu_model']}, {machine['cores']} cores (shared and noisy: compare "
         "ratios measured side by side, not absolute numbers across runs)\n"
         f"- RAM: {memory / 2**30:.0f} GiB; OS: {machine['os']}\n"
-        f"- Python {machine['python']}; {packages}\n"
+        f"- Python {machine['python']}; {packages}{built}\n"
         f"- Date: {machine['date']}\n"
     )
 
