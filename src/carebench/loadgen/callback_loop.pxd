@@ -7,6 +7,7 @@ cdef class CallbackClient
 
 cdef class CallbackLoop:
     cdef public object engine
+    cdef public object timer
     cdef public double budget_end
     cdef public double until
     cdef public object shape

@@ -45,6 +45,8 @@ class CallbackLoop:
         self.budget_end = engine.sent + requests
         self.until = until
         self.shape = shape
+        #: The engine's timer, read from here by settle: one lookup less per request.
+        self.timer = engine.timer
         self.watchdog = Watchdog(engine.timeout, engine.timer)
         self.running = 0
         self.halted = False
@@ -228,9 +230,8 @@ class CallbackClient:
         loop = self.loop
         if loop.halted:
             return
-        engine = loop.engine
         self.deadline = _INF
-        done = engine.timer()
+        done = loop.timer()
         if self.expired or response is None:
             self._settle_unanswered(done)
             return
@@ -241,7 +242,7 @@ class CallbackClient:
             loop.latencies.append(done - self.sent)
             loop.times.append(done)
         else:
-            engine.recorder.record(
+            loop.engine.recorder.record(
                 classify(status), done - self.sent, done, status, priority=self.priority
             )
         ready = loop.ready  # loop.send_soon(self), one call less per request

@@ -10,7 +10,10 @@ cdef class ResponseProtocol:
     cdef public dict _bare
     cdef public object on_body
     cdef public object _parser
+    cdef public object _keep_alive
+    cdef public object _status_code
     cdef public object _transport
+    cdef public object _write
     cdef public object _waiter
     cdef public object _on_settled
     cdef public bint closed

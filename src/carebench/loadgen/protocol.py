@@ -57,7 +57,12 @@ class ResponseProtocol:
         if keep_body:
             self.on_body = self._body.append
         self._parser = HttpResponseParser(self)
+        # The parser's methods called on every response, bound once: no lookup per call.
+        self._keep_alive: Callable[[], bool] = self._parser.should_keep_alive
+        self._status_code: Callable[[], int] = self._parser.get_status_code
         self._transport: asyncio.Transport | None = None
+        #: The transport's write, bound once (None until connected).
+        self._write: Callable[[bytes], object] | None = None
         self._waiter: asyncio.Future[Response] | None = None
         #: Instead of a waiter: called with the response (or the error) once it is settled.
         self._on_settled: ResponseCallback | None = None
@@ -68,6 +73,7 @@ class ResponseProtocol:
         # A stream connection always gets a write-capable transport, but uvloop's does not
         # subclass asyncio.Transport, so an isinstance check would reject it.
         self._transport = cast(asyncio.Transport, transport)
+        self._write = self._transport.write
 
     # asyncio.Protocol's defaults, written out: a Cython extension type cannot subclass a
     # Python class, and the event loops call these by name (duck typing).
@@ -98,12 +104,13 @@ class ResponseProtocol:
         No future and no task wake-up: the callback runs from the event loop's read callback
         (or from `close()`, synchronously). Raises ConnectionClosed when already closed.
         """
-        if self.closed or self._transport is None:
+        write = self._write
+        if self.closed or write is None:
             raise ConnectionClosed("connection is closed; open a new one")
         if self._waiter is not None or self._on_settled is not None:
             raise RuntimeError("a request is already in flight on this connection")
         self._on_settled = on_settled
-        self._transport.write(request)
+        write(request)
 
     def close(self) -> None:
         """Close the transport and fail any request still waiting for its response."""
@@ -151,8 +158,7 @@ class ResponseProtocol:
 
     def on_message_complete(self) -> None:
         """Resolve the waiting request; httptools calls this for both length and chunked bodies."""
-        parser = self._parser
-        if not parser.should_keep_alive():
+        if not self._keep_alive():
             self.closed = True
             if self._transport is not None:
                 self._transport.close()
@@ -160,7 +166,7 @@ class ResponseProtocol:
         if on_settled is not None and not self._body:
             # A load generator's response whose headers it does not read: only its status
             # is kept (`_complete`'s last branch, inline: two calls less on every response).
-            bare = self._bare.get(parser.get_status_code())
+            bare = self._bare.get(self._status_code())
             if bare is not None:
                 if self._received:
                     self._received.clear()
@@ -185,7 +191,7 @@ class ResponseProtocol:
     def _complete(self) -> None:
         waiter = self._waiter
         self._waiter = None
-        status = self._parser.get_status_code()
+        status = self._status_code()
         wanted = self._headers_for
         received = self._received
         if self._reading is not None:
