@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+from carebench.loadgen import compiled
 from carebench.loadgen.config import LoadConfig
 from carebench.loadgen.runner import RunPlan, run_plan
 
@@ -146,6 +147,8 @@ def _machine_report() -> str:
             f"kernel:   {platform.release()}",
             f"target:   {nginx.stderr.strip()}, 1 worker, fixed {len(BODY)}-byte JSON body",
             "packages: " + ", ".join(f"{p} {version(p)}" for p in ("uvloop", "httptools")),
+            "client:   "
+            + ", ".join(f"{module} {how}" for module, how in sorted(compiled.status().items())),
         ]
     )
 
