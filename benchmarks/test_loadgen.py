@@ -17,6 +17,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from carebench.loadgen import channels
 from carebench.loadgen.client import HttpConnection, Response, _ResponseProtocol
 from carebench.loadgen.engine import Engine
+from carebench.loadgen.protocol import ResponseProtocol
 from carebench.loadgen.results import RunRecorder
 from conftest import SummaryLog
 
@@ -127,7 +128,7 @@ class EchoTransport(asyncio.Transport):
     """Answers every request with RESPONSE on the next turn of the event loop, as a socket
     would deliver it: what is measured is the closed loop's own cost, without system calls."""
 
-    def __init__(self, protocol: _ResponseProtocol) -> None:
+    def __init__(self, protocol: ResponseProtocol) -> None:
         super().__init__()
         self._protocol = protocol
         self._loop = asyncio.get_running_loop()

@@ -19,6 +19,7 @@ from carebench.loadgen.client import (
     _ResponseProtocol,
     parse_url,
 )
+from carebench.loadgen.protocol import ResponseProtocol
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -419,7 +420,7 @@ def event_loop_for_protocol() -> Iterator[asyncio.AbstractEventLoop]:
 
 def _status_only_protocol(
     loop: asyncio.AbstractEventLoop,
-) -> tuple[_ResponseProtocol, _NoTransport]:
+) -> tuple[ResponseProtocol, _NoTransport]:
     protocol = _ResponseProtocol(loop, keep_body=False, headers_for={503})
     transport = _NoTransport()
     protocol.connection_made(transport)
