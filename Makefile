@@ -108,3 +108,4 @@ reliability: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -f src/carebench/loadgen/_compiled_*
