@@ -13,6 +13,8 @@ from carebench.loadgen.sampler import (
     Sampler,
     StateSample,
     in_process_probe,
+    restarts_during,
+    restarts_in,
     sample_from_metrics,
     sample_state,
 )
@@ -129,3 +131,80 @@ async def test_http_probe_refuses_a_foreign_metrics_document() -> None:
         await closed.wait()
         server.close()
         await server.wait_closed()
+
+
+def test_a_group_document_gives_its_restart_counter() -> None:
+    """`serve --processes N` answers processes_restarted: the sample keeps it; a single
+    process's document (or a non-integer) leaves it out."""
+    document = {
+        "pattern_state": NAIVE_STATE,
+        "backend": BACKEND,
+        "process": {"rss_bytes": 5, "peak_rss_bytes": 6, "gc_collections": [0, 0, 0]},
+        "processes_restarted": 2,
+    }
+    assert sample_from_metrics(cast(MetricsDocument, document))["processes_restarted"] == 2
+    document["processes_restarted"] = True
+    assert "processes_restarted" not in sample_from_metrics(cast(MetricsDocument, document))
+
+
+def restarted(*counts: int) -> list[StateSample]:
+    return [{"in_flight": 0, "processes_restarted": count} for count in counts]
+
+
+def test_restarts_during_a_run_are_the_counters_increase() -> None:
+    """From the first sample to the /metrics read after the run (else the last sample); a drop
+    is a reset (the whole group restarted), counted as Prometheus's increase() counts it."""
+    assert restarts_during(restarted(1, 1, 2), {"processes_restarted": 3}) == {
+        "at_start": 1,
+        "at_end": 3,
+        "during_run": 2,
+    }
+    assert restarts_during(restarted(0, 1), None) == {"at_start": 0, "at_end": 1, "during_run": 1}
+    assert restarts_during(restarted(4, 5, 0, 1), None) == {
+        "at_start": 4,
+        "at_end": 1,
+        "during_run": 2,
+    }
+    assert restarts_during(restarted(4, 2), None) == {"at_start": 4, "at_end": 2, "during_run": 2}
+    assert restarts_during([], {"processes_restarted": 0}) == {
+        "at_start": 0,
+        "at_end": 0,
+        "during_run": 0,
+    }
+
+
+def test_no_restart_counter_means_no_restart_report() -> None:
+    """A single process, the in-process mode or another --target server: None, not 0."""
+    assert restarts_during([{"in_flight": 1}], {"pattern": "naive"}) is None
+    assert restarts_during([], None) is None
+    assert restarts_in({"processes_restarted": "1"}) is None
+
+
+async def test_a_lost_connection_is_probed_again_at_once() -> None:
+    """An OSError (the server process holding the probe's connection died) is followed by a
+    second probe at once, not an interval later; a foreign document (ValueError) is not."""
+    answers: list[StateSample | Exception] = [OSError("reset"), {"in_flight": 3}]
+    calls: list[int] = []
+    sampled = asyncio.Event()
+
+    async def probe() -> StateSample:
+        calls.append(len(calls))
+        answer = answers.pop(0) if answers else ValueError("foreign")
+        sampled.set()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    sampler = Sampler(probe, started=0.0, interval=3600.0, timer=lambda: 1.0)
+    sampler.start()
+    await sampled.wait()
+    await sampler.stop()
+    assert sampler.samples == [{"t": 1.0, "in_flight": 3}]
+    assert (sampler.failures, len(calls)) == (1, 2)
+
+    sampled.clear()
+    foreign = Sampler(probe, started=0.0, interval=3600.0)
+    foreign.start()
+    await sampled.wait()
+    await foreign.stop()
+    assert (foreign.samples, foreign.failures, len(calls)) == ([], 1, 3)

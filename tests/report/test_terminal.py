@@ -158,3 +158,33 @@ def test_progress_bar_tracks_one_run_at_a_time() -> None:
     bar.end()
     assert bar._progress.tasks == []
     bar.update(4.0)
+
+
+def with_restarts(pattern: str, *counts: int) -> LoadTestResult:
+    """A run against `serve --processes N` whose restart counter read `counts` (the last at
+    the final /metrics)."""
+    *sampled, final = counts
+    samples = [
+        {"t": i / 4, "in_flight": 1, "processes_restarted": c} for i, c in enumerate(sampled)
+    ]
+    return make_result(
+        pattern, server_samples=samples, server_metrics={"processes_restarted": final}
+    )
+
+
+def test_a_run_that_lost_a_server_process_is_flagged() -> None:
+    """Restarts during the run are counted in the run's block and warned about under the
+    report, naming the run; a run without any is not warned about."""
+    text = printed([with_restarts("naive", 0, 0, 1, 1), with_restarts("workerpool", 1, 1, 1)])
+    assert "Restarts:         1 server process replaced during the run " in text
+    assert "(processes_restarted 0 -> 1)" in text
+    assert "Restarts:         0 server processes replaced during the run" in text
+    warnings = [line for line in text.splitlines() if "were replaced during the run" in line]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("WARNING:") and "of naive " in warnings[0]
+
+
+def test_no_restart_line_without_a_counter() -> None:
+    """One server process (no processes_restarted): no Restarts line, no warning."""
+    text = printed([make_result("naive")])
+    assert "Restarts:" not in text and "replaced during the run" not in text

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal, TypedDict
 
 import msgspec
@@ -34,6 +35,9 @@ class StateSample(TypedDict, total=False):
     rss_bytes: int
     #: The backend's queries in progress.
     db_active: int
+    #: `serve --processes N`: processes the parent has replaced since it started (a counter;
+    #: absent from a single process's /metrics).
+    processes_restarted: int
 
 
 class ServerSample(StateSample):
@@ -59,10 +63,52 @@ def sample_state(
 
 
 def sample_from_metrics(metrics: MetricsDocument) -> StateSample:
-    """The interesting part of a /metrics document."""
-    return sample_state(
+    """The interesting part of a /metrics document (a group's counts its restarts too)."""
+    sample = sample_state(
         metrics["pattern_state"], metrics["backend"], metrics["process"]["rss_bytes"]
     )
+    restarted = restarts_in(metrics)
+    if restarted is not None:
+        sample["processes_restarted"] = restarted
+    return sample
+
+
+class ServerRestarts(TypedDict):
+    """How many server processes `serve --processes N` replaced while a run went, from its
+    `processes_restarted` counter when measuring began and when it ended."""
+
+    at_start: int
+    at_end: int
+    #: The counter's increase; a drop (the whole group restarted) counts as a reset, as
+    #: Prometheus's increase() counts one.
+    during_run: int
+
+
+def restarts_in(metrics: Mapping[str, object] | None) -> int | None:
+    """A /metrics document's `processes_restarted`, None when it has none (one process, or
+    a --target that is not a carebench group)."""
+    value = (metrics or {}).get("processes_restarted")
+    return value if type(value) is int else None
+
+
+def restarts_during(
+    samples: Sequence[StateSample], final_metrics: Mapping[str, object] | None
+) -> ServerRestarts | None:
+    """The restart counter over a run: from its first sample to the server's /metrics read
+    after the run (or the last sample). None when the server has no such counter.
+
+    Without it, a run that lost a process shows only a gap: the requests the dead process
+    held failed or were reset, and the server's totals lost its counts."""
+    counts = [
+        sample["processes_restarted"] for sample in samples if "processes_restarted" in sample
+    ]
+    end = restarts_in(final_metrics)
+    if end is not None:
+        counts.append(end)
+    if not counts:
+        return None
+    increase = sum(b - a if b >= a else b for a, b in itertools.pairwise(counts))
+    return {"at_start": counts[0], "at_end": counts[-1], "during_run": increase}
 
 
 class Sampler:
@@ -94,14 +140,26 @@ class Sampler:
 
     async def _run(self) -> None:
         while True:
-            try:
-                value = self._probe()
-                state = await value if inspect.isawaitable(value) else value
-            except (OSError, ValueError, msgspec.DecodeError):
-                self.failures += 1
-            else:
+            state = await self._sample()
+            if state is not None:
                 self.samples.append({"t": round(self._timer() - self._started, 3), **state})
             await asyncio.sleep(self._interval)
+
+    async def _sample(self) -> StateSample | None:
+        """One probe, tried again at once after a connection failure: a server process that
+        died (`serve --processes`) took the probe's connection with it, and a new one reaches
+        a living process. Without the retry the first sample of a run could come after the
+        dead process's replacement, and the restart would go uncounted."""
+        for _ in range(2):
+            try:
+                value = self._probe()
+                return await value if inspect.isawaitable(value) else value
+            except OSError:
+                self.failures += 1
+            except (ValueError, msgspec.DecodeError):
+                self.failures += 1
+                return None
+        return None
 
 
 class HttpMetricsProbe:

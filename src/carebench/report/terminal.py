@@ -17,6 +17,7 @@ from carebench.loadgen.results import (
     OpenLoopReport,
     PriorityClassResult,
 )
+from carebench.loadgen.sampler import restarts_during
 from carebench.report.compare import choose_winner
 from carebench.report.faults import fault_lines, recovery_lines
 
@@ -47,6 +48,7 @@ def detail_block(result: LoadTestResult) -> str:
     lines.extend(_open_loop_lines(result["open_loop"]))
     lines.extend(_priority_lines(result["by_priority"]))
     lines.extend(fault_lines(result))
+    lines.extend(_restart_lines(result))
     if result["interrupted"]:
         lines.append("(interrupted: partial results)")
     return "\n".join(lines)
@@ -81,6 +83,19 @@ def _priority_lines(by_priority: dict[str, PriorityClassResult] | None) -> list[
                 f"p99 ok {c['success_latency_ms']['p99']:.1f} ms"
             )
     return lines
+
+
+def _restart_lines(result: LoadTestResult) -> list[str]:
+    """`serve --processes N`: how many processes the server replaced during the run (a
+    warning under the report says which runs lost one)."""
+    restarts = restarts_during(result["server_samples"], result["server_metrics"])
+    if restarts is None:
+        return []
+    replaced = restarts["during_run"]
+    return [
+        f"Restarts:         {replaced} server process{'' if replaced == 1 else 'es'} replaced "
+        f"during the run (processes_restarted {restarts['at_start']} -> {restarts['at_end']})"
+    ]
 
 
 def _open_loop_lines(open_loop: OpenLoopReport | None) -> list[str]:
@@ -219,6 +234,23 @@ def short_run_warning(results: Sequence[LoadTestResult]) -> str | None:
     )
 
 
+def restarts_warning(results: Sequence[LoadTestResult]) -> str | None:
+    """Runs during which the server replaced a process that died: their figures have a gap."""
+    lost = [
+        r["pattern"]
+        for r in results
+        if (restarts := restarts_during(r["server_samples"], r["server_metrics"]))
+        and restarts["during_run"]
+    ]
+    if not lost:
+        return None
+    return (
+        f"WARNING: server processes died and were replaced during the run of {', '.join(lost)} "
+        "(Restarts above): the requests they held failed or were reset and their counts are "
+        "gone from the server's totals; rerun before comparing"
+    )
+
+
 def rejection_storm_note(results: Sequence[LoadTestResult]) -> str | None:
     """Closed-loop clients that re-send refusals at once turn shedding into a storm of
     attempts: say so, so that nobody reads attempts/s as capacity."""
@@ -252,7 +284,11 @@ def print_report(results: Sequence[LoadTestResult], console: Console) -> None:
         console.print(line, highlight=False)
     for line in recovery_lines(results) if len(results) > 1 else []:
         console.print(line, highlight=False)
-    for note in (short_run_warning(results), rejection_storm_note(results)):
+    for note in (
+        short_run_warning(results),
+        restarts_warning(results),
+        rejection_storm_note(results),
+    ):
         if note:
             console.print(note, highlight=False)
     affinity = results[0].get("affinity") if results else None
