@@ -3,7 +3,11 @@ chunks no larger than PIPE_BUF, the most a pipe keeps whole with several writers
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -96,3 +100,63 @@ def test_what_is_chunked_is_what_is_not_a_regular_file(tmp_path: Path) -> None:
         os.close(write_end)
     with (tmp_path / "out").open("wb") as out:
         assert sinks._chunk_for(out.fileno()) is None
+
+
+#: A writer process: `count` batches to the sink `target`, each a short line and two lines
+#: longer than PIPE_BUF (FHIR searches of many ids are that long), as the audit writer does.
+WRITER = """
+import json, sys
+from carebench.audit.sinks import open_sink
+target, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sink = open_sink(target)
+for batch in range(count):
+    lines = [
+        json.dumps({"writer": name, "n": 3 * batch + i, "ids": "x" * size})
+        for i, size in enumerate((200, 5_000, 20_000))
+    ]
+    sink.write("".join(line + "\\n" for line in lines).encode())
+sink.close()
+"""
+WRITERS = 4
+BATCHES = 60
+
+
+def read_all(fd: int, into: list[bytes]) -> None:
+    """Read `fd` to its end in small reads, so the pipe stays full and writers block."""
+    while chunk := os.read(fd, 1024):
+        into.append(chunk)
+
+
+@pytest.mark.parametrize("shared", ["stdout", "fifo"])
+def test_lines_longer_than_pipe_buf_are_never_interleaved(shared: str, tmp_path: Path) -> None:
+    """Four processes write batches with lines of 5 and 20 KB to one pipe at once (their one
+    inherited standard output, or a FIFO each opened): every line read is one whole record,
+    and every record arrives once."""
+    if shared == "fifo":
+        target = tmp_path / "audit.fifo"
+        os.mkfifo(target)
+        read_end = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
+        write_end = os.open(target, os.O_WRONLY)  # held open until the writers are done
+        os.set_blocking(read_end, True)
+    else:
+        read_end, write_end = os.pipe()
+    received: list[bytes] = []
+    reader = threading.Thread(target=read_all, args=(read_end, received))
+    reader.start()
+    try:
+        argv = [sys.executable, "-c", WRITER, "-" if shared == "stdout" else str(target)]
+        writers = [
+            subprocess.Popen([*argv, str(n), str(BATCHES)], stdout=write_end)
+            for n in range(WRITERS)
+        ]
+        statuses = [writer.wait(timeout=60) for writer in writers]
+    finally:
+        os.close(write_end)
+        reader.join(timeout=60)
+        os.close(read_end)
+    assert statuses == [0] * WRITERS
+    lines = b"".join(received).split(b"\n")
+    assert lines.pop() == b""
+    records = [json.loads(line) for line in lines]  # a torn line does not parse
+    seen = sorted((record["writer"], record["n"]) for record in records)
+    assert seen == [(str(w), n) for w in range(WRITERS) for n in range(3 * BATCHES)]

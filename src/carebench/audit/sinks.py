@@ -9,12 +9,20 @@ writer's. On a regular file opened with O_APPEND, one write() lands whole at the
 file (the kernel holds the file's lock for the write), so a batch is one write. On a pipe or
 socket only writes of at most PIPE_BUF bytes are whole, so there a batch is written in chunks
 of whole lines of at most PIPE_BUF (whole batches from two processes, the FHIR records of
-1,920 requests, came out of one pipe with 16 torn lines, measured); a single line longer
-than PIPE_BUF cannot be kept whole there.
+1,920 requests, came out of one pipe with 16 torn lines, measured). A line longer than PIPE_BUF
+(a FHIR search of a dozen ids) cannot be written atomically there, so each batch is written
+under an exclusive POSIX record lock (lockf) on the sink: the other carebench processes wait
+for it instead of landing in the middle of the line. A record lock belongs to the process,
+not to the open file, so it excludes processes that inherited one standard output (the same
+open file, where flock would not); the kernel drops it if the process dies. Only writers that
+take the lock are kept out: what a server prints to the same standard output itself (its
+final stats, at shutdown) does not take it, and could land inside an audit line longer than
+PIPE_BUF written at that moment.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import stat
@@ -42,8 +50,9 @@ class AuditSink(Protocol):
 
 
 class FdSink:
-    """An open file descriptor, written with os.write until every byte is out; in chunks of
-    whole lines of at most `chunk` bytes when `chunk` is set (a pipe or socket)."""
+    """An open file descriptor, written with os.write until every byte is out; when `chunk`
+    is set (a pipe or socket), in chunks of whole lines of at most `chunk` bytes, each batch
+    under the sink's exclusive record lock."""
 
     def __init__(self, fd: int, name: str, owned: bool, chunk: int | None = None) -> None:
         self._fd = fd
@@ -59,8 +68,12 @@ class FdSink:
         if self.chunk is None:
             self._write_all(memoryview(data))
             return
-        for part in line_chunks(data, self.chunk):
-            self._write_all(part)
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        try:
+            for part in line_chunks(data, self.chunk):
+                self._write_all(part)
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
 
     def _write_all(self, view: memoryview) -> None:
         while view:
