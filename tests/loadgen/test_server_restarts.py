@@ -74,3 +74,5 @@ async def test_a_process_killed_during_a_loadtest_is_reported(tmp_path: Path) ->
         "at_end": 1,
         "during_run": 1,
     }
+    # The saved result states it too, for readers that do not recompute it from the samples.
+    assert result["server_restarts"] == {"at_start": 0, "at_end": 1, "during_run": 1}

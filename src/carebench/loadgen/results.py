@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from carebench.faults.timeline import FaultWindowReport
 from carebench.loadgen.machine import MachineDescription
-from carebench.loadgen.sampler import ServerSample
+from carebench.loadgen.sampler import ServerRestarts, ServerSample
 from carebench.metrics.latency import LatencyRecorder, LatencySummary, SpectrumPoint
 
 #: The version of LoadTestResult's JSON shape; a saved file of another version is refused.
@@ -184,6 +184,9 @@ class LoadTestResult(RunSummary):
     faults: NotRequired[list[FaultWindowReport]]
     #: With --generators N > 1: each generator process (the totals above are their sum).
     generators: NotRequired[list[GeneratorRun]]
+    #: Against `serve --processes N`: the processes it replaced during the run (absent when
+    #: the server has no such counter: one process, in process, another server).
+    server_restarts: NotRequired[ServerRestarts]
 
 
 def outcome_counts(counts: Mapping[Outcome, int]) -> OutcomeCounts:

@@ -29,7 +29,13 @@ from carebench.loadgen.machine import describe_machine
 from carebench.loadgen.phases import mean_rate, run_measured, warm_up
 from carebench.loadgen.priorities import parse_priorities
 from carebench.loadgen.results import LoadTestResult, RunRecorder
-from carebench.loadgen.sampler import HttpMetricsProbe, Sampler, StateSample, in_process_probe
+from carebench.loadgen.sampler import (
+    HttpMetricsProbe,
+    Sampler,
+    StateSample,
+    in_process_probe,
+    restarts_during,
+)
 from carebench.loadgen.shares import split_load
 from carebench.loadgen.tls import ClientTLSConfig, client_context
 from carebench.patterns.base import create_pattern
@@ -126,7 +132,7 @@ def _run_one(label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
         result = _drive(plan.target, label, plan, progress, tls, (None, os.sched_getaffinity(0)))
         result["server_metrics"] = fetch_json(plan.target + "/metrics", tls, plan.load.headers)
         result["pattern"] = (result["server_metrics"] or {}).get("pattern", "target")
-        return result
+        return _with_restarts(result)
     server_cpus, own_cpus = split_cpus(plan.setup.server.processes)
     args = [*plan.server_args, "--pattern", label, "--quiet"]
     with ServerProcess(args, cpus=server_cpus, tls=tls) as server, _pinned(own_cpus):
@@ -137,6 +143,14 @@ def _run_one(label: str, plan: RunPlan, progress: Progress) -> LoadTestResult:
         "server": sorted(server_cpus or []),
         "loadgen": sorted(loadgen or own_cpus or []),
     }
+    return _with_restarts(result)
+
+
+def _with_restarts(result: LoadTestResult) -> LoadTestResult:
+    """`result` with `server_restarts` when its server counts the processes it replaced."""
+    restarts = restarts_during(result["server_samples"], result["server_metrics"])
+    if restarts is not None:
+        result["server_restarts"] = restarts
     return result
 
 
