@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 import uvloop
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from carebench.loadgen import channels
+from carebench.loadgen import callback_loop as python_callback_loop
+from carebench.loadgen import channels, compiled
+from carebench.loadgen import engine as engine_module
+from carebench.loadgen import protocol as python_protocol
+from carebench.loadgen.callback_loop import CallbackLoop
 from carebench.loadgen.client import HttpConnection, Response, _ResponseProtocol
 from carebench.loadgen.engine import Engine
 from carebench.loadgen.protocol import ResponseProtocol
@@ -143,27 +148,49 @@ class EchoTransport(asyncio.Transport):
         return None
 
 
-async def echo_connection(
-    host: str,
-    port: int,
-    *,
-    keep_body: bool = True,
-    headers_for: frozenset[int] | None = None,
-    tls: object = None,
-) -> HttpConnection:
-    protocol = _ResponseProtocol(asyncio.get_running_loop(), keep_body, headers_for)
-    protocol.connection_made(EchoTransport(protocol))
-    return HttpConnection(protocol, f"{host}:{port}")
+def echo_connection_of(
+    protocol_class: type[ResponseProtocol],
+) -> Callable[..., Awaitable[HttpConnection]]:
+    """HttpConnection.open's stand-in: a connection of `protocol_class` over EchoTransport."""
+
+    async def echo_connection(
+        host: str,
+        port: int,
+        *,
+        keep_body: bool = True,
+        headers_for: frozenset[int] | None = None,
+        tls: object = None,
+    ) -> HttpConnection:
+        protocol = protocol_class(asyncio.get_running_loop(), keep_body, headers_for)
+        protocol.connection_made(EchoTransport(protocol))
+        return HttpConnection(protocol, f"{host}:{port}")
+
+    return echo_connection
 
 
+#: The request path as it runs (the compiled build when there is a fresh one), and its Python
+#: source, side by side: what the build saves per request.
+IMPLEMENTATIONS: dict[str, tuple[type[ResponseProtocol], type[CallbackLoop]]] = {
+    "chosen": (_ResponseProtocol, engine_module.CallbackLoop),
+    "python": (python_protocol.ResponseProtocol, python_callback_loop.CallbackLoop),
+}
+
+
+@pytest.mark.parametrize("implementation", sorted(IMPLEMENTATIONS))
 def test_callback_loop_over_http_channels(
-    benchmark: BenchmarkFixture, monkeypatch: pytest.MonkeyPatch, summary: SummaryLog
+    benchmark: BenchmarkFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    summary: SummaryLog,
+    implementation: str,
 ) -> None:
     """The closed loop as `loadtest --target` runs it (64 HTTP channels, the callback engine,
     the response parser, recording), every response arriving at once: its Python cost per
     request (the call_soon standing in for the socket adds ~0.2 us; a batch is larger than
-    BATCH so opening the loop and 64 connections weighs little)."""
-    monkeypatch.setattr(HttpConnection, "open", staticmethod(echo_connection))
+    BATCH so opening the loop and 64 connections weighs little). `chosen` is what loadtest
+    runs (compiled when built: see carebench.loadgen.compiled), `python` the source modules."""
+    protocol_class, loop_class = IMPLEMENTATIONS[implementation]
+    monkeypatch.setattr(HttpConnection, "open", staticmethod(echo_connection_of(protocol_class)))
+    monkeypatch.setattr(engine_module, "CallbackLoop", loop_class)
 
     def run_batch() -> None:
         http = [channels.HttpChannel("127.0.0.1", 1) for _ in range(64)]
@@ -174,6 +201,8 @@ def test_callback_loop_over_http_channels(
     benchmark(run_batch)
     benchmark.extra_info["requests"] = LOOP_BATCH
     best = benchmark.stats.stats.min / LOOP_BATCH * 1e6  # type: ignore[union-attr]
+    built = compiled.status()["callback_loop"] if implementation == "chosen" else "python"
     summary.note(
-        f"load generator's closed loop in process (test_loadgen.py): {best:.2f} us/request (min)"
+        f"load generator's closed loop in process (test_loadgen.py), {implementation} "
+        f"({built}): {best:.2f} us/request (min)"
     )
