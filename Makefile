@@ -21,10 +21,10 @@ $(STAMP): pyproject.toml
 
 compiled: $(COMPILED)
 
+# A failed build leaves no stamp, so the next make tries again.
 $(COMPILED): $(STAMP) $(COMPILED_SOURCES)
-	$(BIN)/python tools/build_compiled.py --quiet \
+	$(BIN)/python tools/build_compiled.py --quiet && touch $(COMPILED) \
 		|| echo "warning: the compiled load generator did not build; the Python one will run" >&2
-	touch $(COMPILED)
 
 # Time-bounded runs: with a request budget, patterns that reject fast burn through it in a
 # fraction of a second and their rates are noise (see README, "How to read the results").

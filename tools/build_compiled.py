@@ -23,7 +23,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from carebench.loadgen.compiled import COMPILED, PREFIX, source_digest  # noqa: E402
 
-DIRECTIVES = {"language_level": "3", "embedsignature": False}
+# Types come from the .pxd files only: annotations are for mypy (Cython 3.3 reads some as C
+# types and then rejects the .pxd declarations as incompatible).
+DIRECTIVES = {"language_level": "3", "embedsignature": False, "annotation_typing": False}
 
 
 def build(name: str, scratch: Path, quiet: bool) -> Path:
