@@ -50,10 +50,14 @@ docs: $(STAMP)
 	$(BIN)/python -m carebench.cli.reference > docs/cli.md
 
 # The whole suite on the Python modules (coverage sees their lines), then the load generator's
-# tests again on the compiled build, which must be present and built from today's source.
+# tests again on the compiled build, which must be present and built from today's source: the
+# quick ones (protocol, loops, recording: ~10 s) and the end-to-end runs against a real server
+# (~17 s); the rest of tests/loadgen's slow ones drive processes, not the request path.
+COMPILED_TESTS := CAREBENCH_REQUIRE_COMPILED=1 $(BIN)/pytest -q -p no:cacheprovider
 test: lint $(COMPILED)
 	CAREBENCH_PURE_PYTHON=1 $(BIN)/pytest --cov --cov-report=term
-	CAREBENCH_REQUIRE_COMPILED=1 $(BIN)/pytest tests/loadgen -q
+	$(COMPILED_TESTS) -m "not slow" tests/loadgen
+	$(COMPILED_TESTS) tests/loadgen/test_loadtest_end_to_end.py
 
 # Microbenchmarks (the analogue of `go test -bench=. -benchmem`); not part of `make test`.
 BENCH_DIR := .benchmarks
